@@ -20,7 +20,7 @@ BEGIN
     IF NOT EXISTS (
         SELECT FROM pg_catalog.pg_class c
         WHERE c.relname = 'qualification_runs'
-          AND c.relnamespace = pg_catalog.current_schema()::pg_catalog.regnamespace
+          AND c.relnamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
     ) THEN
         RETURN;
     END IF;
@@ -225,7 +225,7 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = pg_catalog.current_schema()::regnamespace
+        WHERE p.pronamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
           AND p.proname IN ('recover_stuck_runs', 'stuck_runs_threshold',
                             'qualification_runs_touch')
     LOOP

@@ -17,7 +17,7 @@ BEGIN
     IF NOT EXISTS (
         SELECT FROM pg_catalog.pg_class c
         WHERE c.relname = 'qualification_runs'
-          AND c.relnamespace = pg_catalog.current_schema()::pg_catalog.regnamespace
+          AND c.relnamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
     ) THEN
         RETURN;
     END IF;

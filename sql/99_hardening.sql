@@ -13,7 +13,7 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = pg_catalog.current_schema()::regnamespace
+        WHERE p.pronamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
           AND p.proname IN ('recover_stuck_runs', 'stuck_runs_threshold',
                             'qualification_runs_touch')
     LOOP

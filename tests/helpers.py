@@ -1,0 +1,51 @@
+"""Small helpers shared by the tests: URLs, seeding runs, opening connections."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from runner.connection import parse_database_url
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", parts.query, ""))
+
+
+def open_conn(url: str, **kwargs: object) -> psycopg.Connection:
+    kwargs.setdefault("autocommit", True)
+    conn = psycopg.connect(parse_database_url(url).conninfo, **kwargs)  # type: ignore[arg-type]
+    target = parse_database_url(url)
+    if target.schema:
+        conn.execute("SELECT set_config('search_path', quote_ident(%s), false)", (target.schema,))
+    return conn
+
+
+def insert_run(
+    conn: psycopg.Connection,
+    status: str = "PROCESSING",
+    *,
+    idle: str = "0 seconds",
+    age: str | None = None,
+    completed: int = 0,
+    total: int = 10,
+    run_id: str | None = None,
+) -> str:
+    """Insert a run whose last sign of life was `idle` ago (created `age` ago)."""
+    row = conn.execute(
+        "INSERT INTO qualification_runs (id, status, completed, total, created_at, updated_at)"
+        " VALUES (coalesce(%s, gen_random_uuid()::text), %s, %s, %s,"
+        "         now() - %s::interval, now() - %s::interval)"
+        " RETURNING id",
+        (run_id, status, completed, total, age or idle, idle),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def status_of(conn: psycopg.Connection, run_id: str) -> str:
+    row = conn.execute("SELECT status FROM qualification_runs WHERE id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return row[0]
