@@ -1,0 +1,143 @@
+"""Pinned search_path, EXECUTE privileges, and the index that keeps a sweep cheap."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from .helpers import insert_run, open_conn
+
+OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+
+
+def test_every_function_pins_search_path_with_pg_temp_last(conn):
+    functions = conn.execute(OUR_FUNCTIONS).fetchall()
+    assert len(functions) >= 3
+    for name, config in functions:
+        paths = [c for c in (config or []) if c.startswith("search_path=")]
+        assert paths, f"{name} does not pin search_path"
+        parts = [p.strip() for p in paths[0].split("=", 1)[1].split(",")]
+        assert parts[0] == "pg_catalog" and parts[-1] == "pg_temp", (name, parts)
+
+
+def test_public_cannot_execute_any_function(conn):
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'public'::regnamespace"
+        "   AND has_function_privilege('public', p.oid, 'EXECUTE')"
+    ).fetchall()
+    assert rows == []
+
+
+@pytest.fixture
+def role(conn):
+    name = f"reaper_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{name}"')
+    conn.execute(f'GRANT SELECT, UPDATE ON qualification_runs, stuck_runs_settings TO "{name}"')
+    conn.execute(f'GRANT SELECT, INSERT ON run_recoveries TO "{name}"')
+    yield name
+    conn.execute("RESET ROLE")
+    conn.execute(f'DROP OWNED BY "{name}"')
+    conn.execute(f'DROP ROLE "{name}"')
+
+
+def test_role_without_execute_gets_42501_then_grant_works(conn, role):
+    run_id = insert_run(conn, "PROCESSING", idle="1 hour")
+    conn.execute(f'SET ROLE "{role}"')
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
+    conn.execute("RESET ROLE")
+    conn.execute(f'GRANT EXECUTE ON FUNCTION recover_stuck_runs, stuck_runs_threshold TO "{role}"')
+    conn.execute(f'SET ROLE "{role}"')
+    assert [r[0] for r in conn.execute("SELECT * FROM recover_stuck_runs()")] == [run_id]
+    conn.execute("RESET ROLE")
+    assert conn.execute("SELECT recovered_by FROM run_recoveries").fetchone()[0] == role
+
+
+def test_shadowing_objects_in_callers_search_path_change_nothing(conn):
+    """CVE-2018-1058: a caller's temp table or a planted now() must not steer the function."""
+    real = insert_run(conn, "PROCESSING", idle="1 hour")
+    conn.execute("CREATE SCHEMA evil")
+    conn.execute("CREATE TABLE evil.qualification_runs (LIKE qualification_runs INCLUDING ALL)")
+    conn.execute("CREATE TABLE evil.run_recoveries (LIKE run_recoveries)")
+    conn.execute(
+        "CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE sql"
+        " AS $$ SELECT '1900-01-01'::timestamptz $$"
+    )
+    conn.execute("CREATE TEMP TABLE qualification_runs (LIKE qualification_runs INCLUDING ALL)")
+    conn.execute(
+        "INSERT INTO pg_temp.qualification_runs (id, status, updated_at)"
+        " VALUES ('decoy', 'PROCESSING', now() - interval '1 day')"
+    )
+    conn.execute("SET search_path = pg_temp, evil, public")
+    rows = conn.execute("SELECT run_id FROM public.recover_stuck_runs('5 minutes')").fetchall()
+    assert [r[0] for r in rows] == [real]
+    conn.execute("SET search_path = public")
+    row = conn.execute("SELECT status FROM public.qualification_runs WHERE id = %s", (real,))
+    assert row.fetchone()[0] == "FAILED"
+    assert (
+        conn.execute("SELECT status FROM pg_temp.qualification_runs").fetchone()[0] == "PROCESSING"
+    )
+    assert conn.execute("SELECT count(*) FROM evil.run_recoveries").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM public.run_recoveries").fetchone()[0] == 1
+
+
+@pytest.fixture
+def big_table(conn):
+    """50,000 finished runs and 50 live ones, analysed: what a real table looks like."""
+    conn.execute(
+        "INSERT INTO qualification_runs (status, completed, total, created_at, updated_at, completed_at)"
+        " SELECT CASE WHEN g % 5 = 0 THEN 'FAILED' ELSE 'COMPLETED' END, 10, 10,"
+        "        now() - g * interval '1 minute', now() - g * interval '1 minute', now()"
+        " FROM generate_series(1, 50000) AS g"
+    )
+    for _ in range(50):
+        insert_run(conn, "PROCESSING", idle="10 seconds")
+    conn.execute("ANALYZE qualification_runs")
+    return conn
+
+
+def test_stuck_runs_view_uses_the_partial_index(big_table):
+    plan = "\n".join(r[0] for r in big_table.execute("EXPLAIN SELECT * FROM stuck_runs"))
+    assert "qualification_runs_active_idx" in plan, plan
+    assert "Seq Scan on qualification_runs" not in plan, plan
+    plan = "\n".join(r[0] for r in big_table.execute("EXPLAIN SELECT * FROM active_runs"))
+    assert "qualification_runs_active_idx" in plan, plan
+
+
+def scans(conn: psycopg.Connection) -> tuple[int, int]:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT t.seq_scan, i.idx_scan FROM pg_stat_user_tables t"
+        " JOIN pg_stat_user_indexes i ON i.relid = t.relid"
+        " WHERE t.relname = 'qualification_runs' AND i.indexrelname = 'qualification_runs_active_idx'"
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_recover_stuck_runs_sweeps_through_the_partial_index(db_url, big_table):
+    """The function's own plan (a cached generic plan inside PL/pgSQL) must use the index.
+
+    EXPLAIN cannot see inside a function, so count scans instead: the call may
+    add index scans but not a single sequential scan of the table.
+    """
+    with open_conn(db_url) as caller:
+        for _ in range(8):  # past PL/pgSQL's switch to a generic plan
+            assert caller.execute("SELECT * FROM recover_stuck_runs('5 minutes')").fetchall() == []
+        caller.execute("SELECT pg_stat_force_next_flush()")
+        before = scans(big_table)
+        for _ in range(8):
+            caller.execute("SELECT * FROM recover_stuck_runs('5 minutes')").fetchall()
+        caller.execute("SELECT pg_stat_force_next_flush()")
+        caller.execute("SELECT 1")
+    deadline = time.monotonic() + 5
+    after = scans(big_table)
+    while after[1] < before[1] + 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = scans(big_table)
+    assert after[1] >= before[1] + 8, (before, after)
+    assert after[0] == before[0], (before, after)
