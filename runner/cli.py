@@ -103,6 +103,7 @@ def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(
+    name="stuck-runs",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Example: DATABASE_URL=postgresql://app@db/app stuck-runs recover",
 )
@@ -165,10 +166,10 @@ def migrate(
 def _recover_call(older_than: str | None) -> str:
     """The statement is fixed text; option values only ever travel as parameters."""
     if older_than is None:
-        return "SELECT * FROM recover_stuck_runs(max_runs => %(max_runs)s)"
+        return "SELECT * FROM recover_stuck_runs(max_runs => %(max_runs)s::integer)"
     return (
         "SELECT * FROM recover_stuck_runs("
-        "older_than => %(older_than)s::interval, max_runs => %(max_runs)s)"
+        "older_than => %(older_than)s::interval, max_runs => %(max_runs)s::integer)"
     )
 
 
@@ -204,7 +205,7 @@ def _show_active(conn: psycopg.Connection) -> None:
 @click.option(
     "--limit",
     "max_runs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=2**31 - 1),
     envvar="STUCK_RUNS_LIMIT",
     metavar="N",
     help="Recover at most N runs in this call (batching a huge backlog).",
