@@ -210,6 +210,14 @@ def _show_active(conn: psycopg.Connection) -> None:
     metavar="N",
     help="Recover at most N runs in this call (batching a huge backlog).",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    envvar="STUCK_RUNS_BATCH_SIZE",
+    metavar="N",
+    help="Recover in transactions of at most N runs, so no lock is held for long "
+    "(for huge backlogs next to busy workers). Default: one transaction.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be recovered; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per run.")
 @click.option(
@@ -224,6 +232,7 @@ def recover(
     settings: Settings,
     older_than: str | None,
     max_runs: int | None,
+    batch_size: int | None,
     dry_run: bool,
     as_json: bool,
     fail_open: bool,
@@ -265,25 +274,33 @@ def recover(
             if not as_json:
                 _show_active(conn)
             count = 0
-            try:
-                with conn.cursor(name="stuck_runs_recovered") as cur:
-                    cur.execute(_recover_call(older_than), params)
-                    for row in cur:
-                        count += 1
-                        if as_json:
-                            click.echo(output.json_line(row))
-                            continue
-                        if count == 1:
-                            verb = "Would recover" if dry_run else "Recovering"
-                            note(f"{verb} stuck run(s):")
-                        click.echo(output.recovered_line(row))
-            except psycopg.Error as exc:
-                raise _bad_value(exc, "--older-than/--limit") from None
-            if dry_run:
-                conn.rollback()
-            else:
+            while True:
+                call = dict(params)
+                if batch_size and not dry_run:
+                    left = None if max_runs is None else max_runs - count
+                    call["max_runs"] = batch_size if left is None else min(batch_size, left)
+                in_batch = 0
+                try:
+                    with conn.cursor(name="stuck_runs_recovered") as cur:
+                        cur.execute(_recover_call(older_than), call)
+                        for row in cur:
+                            count += 1
+                            in_batch += 1
+                            if as_json:
+                                click.echo(output.json_line(row))
+                                continue
+                            if count == 1:
+                                verb = "Would recover" if dry_run else "Recovering"
+                                note(f"{verb} stuck run(s):")
+                            click.echo(output.recovered_line(row))
+                except psycopg.Error as exc:
+                    raise _bad_value(exc, "--older-than/--limit") from None
+                if dry_run:
+                    conn.rollback()
+                    return count
                 conn.commit()
-            return count
+                if call["max_runs"] is None or in_batch < call["max_runs"] or count == max_runs:
+                    return count
 
     count = guarded(work, target, fail_open=fail_open, deadline=connect_timeout + statement_timeout)
     if dry_run:

@@ -224,3 +224,25 @@ def test_every_command_has_help_with_an_example():
     for command in ("migrate", "recover", "list", "demo"):
         result = cli(command, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, command
+
+
+def test_batches_recover_everything_in_separate_transactions(db_url, conn):
+    for _ in range(25):
+        insert_run(conn, "PROCESSING", idle="1 hour")
+    result = cli("--database-url", db_url, "recover", "--batch-size", "10", "--json")
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 25
+    # Three transactions: the audit rows carry three distinct transaction timestamps.
+    assert (
+        conn.execute("SELECT count(DISTINCT recovered_at) FROM run_recoveries").fetchone()[0] == 3
+    )
+
+
+def test_batches_respect_the_limit(db_url, conn):
+    for _ in range(25):
+        insert_run(conn, "PROCESSING", idle="1 hour")
+    result = cli(
+        "--database-url", db_url, "recover", "--batch-size", "10", "--limit", "15", "--json"
+    )
+    assert len(result.stdout.splitlines()) == 15
+    assert conn.execute("SELECT count(*) FROM active_runs").fetchone()[0] == 10
