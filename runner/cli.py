@@ -166,10 +166,13 @@ def migrate(
 def _recover_call(older_than: str | None) -> str:
     """The statement is fixed text; option values only ever travel as parameters."""
     if older_than is None:
-        return "SELECT * FROM recover_stuck_runs(max_runs => %(max_runs)s::integer)"
+        return (
+            "SELECT * FROM recover_stuck_runs(max_runs => %(max_runs)s::integer,"
+            " max_attempts => %(max_attempts)s::integer)"
+        )
     return (
-        "SELECT * FROM recover_stuck_runs("
-        "older_than => %(older_than)s::interval, max_runs => %(max_runs)s::integer)"
+        "SELECT * FROM recover_stuck_runs(older_than => %(older_than)s::interval,"
+        " max_runs => %(max_runs)s::integer, max_attempts => %(max_attempts)s::integer)"
     )
 
 
@@ -218,6 +221,14 @@ def _show_active(conn: psycopg.Connection) -> None:
     help="Recover in transactions of at most N runs, so no lock is held for long "
     "(for huge backlogs next to busy workers). Default: one transaction.",
 )
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    envvar="STUCK_RUNS_MAX_ATTEMPTS",
+    metavar="N",
+    help="Requeue (back to PENDING) a stuck run that has had fewer than N retries; "
+    "fail the others. Default: fail every stuck run. Env: STUCK_RUNS_MAX_ATTEMPTS.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be recovered; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per run.")
 @click.option(
@@ -233,6 +244,7 @@ def recover(
     older_than: str | None,
     max_runs: int | None,
     batch_size: int | None,
+    max_attempts: int | None,
     dry_run: bool,
     as_json: bool,
     fail_open: bool,
@@ -251,9 +263,9 @@ def recover(
       stuck-runs recover --fail-open && exec node server.js
     """
     target = settings.target()
-    params = {"older_than": older_than, "max_runs": max_runs}
+    params = {"older_than": older_than, "max_runs": max_runs, "max_attempts": max_attempts}
 
-    def work() -> int:
+    def work() -> tuple[int, int]:
         with connect(
             target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
         ) as conn:
@@ -273,7 +285,7 @@ def recover(
                 )
             if not as_json:
                 _show_active(conn)
-            count = 0
+            count = requeued = 0
             while True:
                 call = dict(params)
                 if batch_size and not dry_run:
@@ -286,6 +298,7 @@ def recover(
                         for row in cur:
                             count += 1
                             in_batch += 1
+                            requeued += row["action"] == "requeued"
                             if as_json:
                                 click.echo(output.json_line(row))
                                 continue
@@ -297,16 +310,19 @@ def recover(
                     raise _bad_value(exc, "--older-than/--limit") from None
                 if dry_run:
                     conn.rollback()
-                    return count
+                    return count, requeued
                 conn.commit()
                 if call["max_runs"] is None or in_batch < call["max_runs"] or count == max_runs:
-                    return count
+                    return count, requeued
 
-    count = guarded(work, target, fail_open=fail_open, deadline=connect_timeout + statement_timeout)
+    count, requeued = guarded(
+        work, target, fail_open=fail_open, deadline=connect_timeout + statement_timeout
+    )
+    split = f" ({count - requeued} failed, {requeued} requeued)" if requeued else ""
     if dry_run:
-        note(f"dry run: {count} run(s) would be recovered; nothing was changed")
+        note(f"dry run: {count} run(s) would be recovered{split}; nothing was changed")
     elif count:
-        note(f"Recovered {count} stuck run(s)")
+        note(f"Recovered {count} stuck run(s){split}")
     else:
         note("No stuck runs found")
 
@@ -350,6 +366,61 @@ def list_runs(
 
     count = guarded(work, target, fail_open=False, deadline=connect_timeout + statement_timeout)
     note(f"{count} active run(s)")
+
+
+@main.command()
+@click.argument("run_ids", metavar="RUN_ID...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per run.")
+@timeout_options
+@click.pass_obj
+def resume(
+    settings: Settings,
+    run_ids: tuple[str, ...],
+    as_json: bool,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Put FAILED runs back to PENDING, keeping their progress, counting an attempt.
+
+    Each run is resumed in its own transaction: one refusal (COMPLETED, still
+    active, unknown id) does not stop the others, but makes the exit status 1.
+
+    \b
+    Example: stuck-runs resume cmgz47wkm0005on6t8hxo4b9a
+    """
+    target = settings.target()
+
+    def work() -> list[str]:
+        refused: list[str] = []
+        with connect(
+            target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        ) as conn:
+            conn.row_factory = dict_row
+            for run_id in run_ids:
+                try:
+                    with conn.transaction():
+                        run = conn.execute("SELECT * FROM resume_run(%s)", (run_id,)).fetchone()
+                except psycopg.Error as exc:
+                    if exc.sqlstate not in ("22023", "P0002"):
+                        raise
+                    refused.append(exc.diag.message_primary or str(exc))
+                    continue
+                assert run is not None
+                if as_json:
+                    click.echo(output.json_line(run))
+                else:
+                    click.echo(
+                        f"  - Run {run['id']}: FAILED {output.ARROW} PENDING, "
+                        f"{run['completed']}/{run['total']} kept, attempts: {run['attempts']}"
+                    )
+        return refused
+
+    refused = guarded(work, target, fail_open=False, deadline=connect_timeout + statement_timeout)
+    for message in refused:
+        click.echo(f"stuck-runs: error: {target.redact(message)}", err=True)
+    note(f"resumed {len(run_ids) - len(refused)} of {len(run_ids)} run(s)")
+    if refused:
+        sys.exit(1)
 
 
 @main.command()

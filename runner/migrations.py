@@ -6,8 +6,10 @@ never pays for yoyo's import.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -50,6 +52,38 @@ def _backend_class(open_connection: Callable[[], psycopg.Connection]) -> type:
     return Backend
 
 
+@contextmanager
+def yoyo_backend(
+    target: Target, *, connect_timeout: float = 10, statement_timeout: float = 60
+) -> Iterator[Any]:
+    """A ready yoyo backend on our connections (also used by tests to roll back)."""
+    from yoyo.connections import DatabaseURI
+
+    def open_connection() -> psycopg.Connection:
+        return connect(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            autocommit=True,
+        )
+
+    # No credentials in the URI: yoyo pickles and may print it.
+    uri = DatabaseURI("postgresql+psycopg", None, None, None, None, "stuck-runs", {})
+    backend = _backend_class(open_connection)(uri, "_yoyo_migration")
+    try:
+        backend.init_database()
+        yield backend
+    finally:
+        backend.connection.close()
+
+
+def read_history() -> Any:
+    """Every migration in migrations/, as yoyo reads them."""
+    from yoyo import read_migrations
+
+    return read_migrations(str(migrations_dir()))
+
+
 def apply_migrations(
     target: Target,
     *,
@@ -63,18 +97,12 @@ def apply_migrations(
     Several instances starting at once queue on a session advisory lock: unlike
     yoyo's lock row, it is released by the server if a migrator dies.
     """
-    from yoyo import read_migrations
-    from yoyo.connections import DatabaseURI
-
-    def open_connection() -> psycopg.Connection:
-        return connect(
-            target,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            autocommit=True,
-        )
-
-    with open_connection() as lock_conn:
+    with connect(
+        target,
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
+        autocommit=True,
+    ) as lock_conn:
         schema = target.schema
         if schema:
             exists = lock_conn.execute(
@@ -92,16 +120,12 @@ def apply_migrations(
         )
         lock_conn.execute("SELECT set_config('lock_timeout', '0', false)")
 
-        uri = DatabaseURI("postgresql+psycopg", None, None, None, None, "stuck-runs", {})
-        backend = _backend_class(open_connection)(uri, "_yoyo_migration")
-        try:
-            backend.init_database()
-            pending = backend.to_apply(read_migrations(str(migrations_dir())))
+        with yoyo_backend(
+            target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        ) as backend:
             applied = []
-            for migration in pending:
+            for migration in backend.to_apply(read_history()):
                 backend.apply_one(migration)
                 applied.append(migration.id)
                 on_apply(migration.id)
             return applied
-        finally:
-            backend.connection.close()

@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS qualification_runs (
     completed_at timestamptz,
     error        text
 );
+-- Added after the first release (migration 0002); ADD COLUMN with a constant
+-- default rewrites nothing, so it is safe on an application's big table too.
+ALTER TABLE qualification_runs
+    ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0
+        CONSTRAINT qualification_runs_attempts_check CHECK (attempts >= 0);
+COMMENT ON COLUMN qualification_runs.attempts IS
+    'Retries so far: resume_run() and a requeueing recover_stuck_runs(max_attempts => N) add one.';
 COMMENT ON COLUMN qualification_runs.updated_at IS
     'Last sign of life of the run. Any update that leaves the run PENDING or PROCESSING moves it to now() unless the update sets it itself; recovery (a move to FAILED) leaves it as it was.';
 
@@ -77,7 +84,9 @@ CREATE TABLE IF NOT EXISTS run_recoveries (
     idle            interval,
     older_than      interval NOT NULL,
     recovered_at    timestamptz NOT NULL DEFAULT now(),
-    recovered_by    text NOT NULL DEFAULT current_user
+    recovered_by    text NOT NULL DEFAULT current_user,
+    action          text NOT NULL DEFAULT 'failed'
+                    CONSTRAINT run_recoveries_action_check CHECK (action IN ('failed', 'requeued'))
 );
 COMMENT ON TABLE run_recoveries IS
     'Audit trail: one row per run that recover_stuck_runs() changed, written in the same transaction as the change. No foreign key, so the trail outlives deleted runs.';

@@ -15,7 +15,7 @@ BEGIN
         FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
           AND p.proname IN ('recover_stuck_runs', 'stuck_runs_threshold',
-                            'qualification_runs_touch')
+                            'qualification_runs_touch', 'resume_run')
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
                                   fn, pg_catalog.current_schema());

@@ -22,6 +22,8 @@ from .schema_snapshot import snapshot
 LANDED = {
     "0001_core.sql": "2ab8736acb6be289527ab7882700477ce4660d779d63b4e56cb5c40cfc9c14da",
     "0001_core.rollback.sql": "88f26c29582f9ff1f72024cf05cc103c624e94bef7289f29cd1ff6c369658c73",
+    "0002_retries.sql": "d5ce76f586de3e272cd568a06e8a79d492011ad311b3e5e407abd7ee6c9ed57b",
+    "0002_retries.rollback.sql": "5c5a03db38b65ff6be9d66ce091337b3790838e6b571ae0205a664172d95e0ab",
 }
 
 
@@ -150,20 +152,11 @@ def test_existing_table_with_all_columns_is_used_with_its_rows(empty_db_url):
 
 
 def test_rollback_removes_everything_and_reapply_works(empty_db_url):
-    from yoyo import read_migrations
-    from yoyo.connections import DatabaseURI
-
-    from runner.connection import connect
-    from runner.migrations import _backend_class
+    from runner.migrations import read_history, yoyo_backend
 
     migrate(empty_db_url)
-    target = parse_database_url(empty_db_url)
-    backend = _backend_class(
-        lambda: connect(target, connect_timeout=5, statement_timeout=30, autocommit=True)
-    )(DatabaseURI("postgresql+psycopg", None, None, None, None, "x", {}), "_yoyo_migration")
-    migrations = read_migrations(str(migrations_dir()))
-    backend.rollback_migrations(backend.to_rollback(migrations))
-    backend.connection.close()
+    with yoyo_backend(parse_database_url(empty_db_url)) as backend:
+        backend.rollback_migrations(backend.to_rollback(read_history()))
     with open_conn(empty_db_url) as conn:
         left = conn.execute(
             "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
