@@ -1,11 +1,12 @@
--- Undo 0002: back to the 0001 recovery function; drops attempts and audit actions.
-DROP FUNCTION IF EXISTS resume_run(text);
+-- Undo 0002: back to the 0001 recovery function, without attempts.
+DROP FUNCTION IF EXISTS resume_run(text, regclass);
 DROP FUNCTION IF EXISTS recover_stuck_runs(interval, integer, integer);
 
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
-    older_than interval DEFAULT stuck_runs_threshold(),
-    max_runs   integer  DEFAULT NULL
+    older_than   interval DEFAULT stuck_runs_threshold(),
+    max_runs     integer  DEFAULT NULL
 ) RETURNS TABLE (
+    table_name      text,
     run_id          text,
     previous_status text,
     completed       integer,
@@ -15,9 +16,30 @@ CREATE OR REPLACE FUNCTION recover_stuck_runs(
 )
 LANGUAGE plpgsql VOLATILE
 AS $$
-#variable_conflict use_column
+#variable_conflict use_variable
 DECLARE
-    cutoff timestamptz;
+    cutoff   timestamptz;
+    t        stuck_runs_tables;
+    tables   text[] := '{}';
+    ids      text[] := '{}';
+    statuses text[] := '{}';
+    dones    integer[] := '{}';
+    totals   integer[] := '{}';
+    ages     interval[] := '{}';
+    idles    interval[] := '{}';
+    actions  text[] := '{}';
+    tries    integer[] := '{}';
+    p_ids    text[];
+    p_st     text[];
+    p_done   integer[];
+    p_total  integer[];
+    p_age    interval[];
+    p_idle   interval[];
+    p_act    text[];
+    p_try    integer[];
+    n        integer;
+    requeued integer;
+    payload  text;
 BEGIN
     IF older_than IS NULL OR older_than <= interval '0' THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
@@ -36,45 +58,57 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END;
 
-    -- Lock the candidates, skipping any row a worker holds right now, then
-    -- change only rows that are still active and idle: under READ COMMITTED
-    -- the UPDATE re-reads a row a worker committed in the meantime and leaves
-    -- it alone (the bug River shipped as riverqueue/river#1302).
+    FOR t IN
+        SELECT s.* FROM stuck_runs_tables AS s
+        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
+        ORDER BY s.table_name::text
+    LOOP
+        EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
+        EXECUTE stuck_runs_sweep_sql(t)
+            INTO p_ids, p_st, p_done, p_total, p_age, p_idle, p_act, p_try
+            USING cutoff, max_runs - cardinality(ids), NULL::integer, older_than;
+        CONTINUE WHEN p_ids IS NULL;
+        tables := tables || array_fill(t.table_name::text, ARRAY[cardinality(p_ids)]);
+        ids := ids || p_ids;
+        statuses := statuses || p_st;
+        dones := dones || p_done;
+        totals := totals || p_total;
+        ages := ages || p_age;
+        idles := idles || p_idle;
+        actions := actions || p_act;
+        tries := tries || p_try;
+    END LOOP;
+
+    n := cardinality(ids);
+    IF n > 0 THEN
+        -- One notification per recovering call, delivered on commit only. Run ids
+        -- are listed while the payload stays under PostgreSQL's 8000-byte limit.
+        requeued := coalesce(cardinality(array_positions(actions, 'requeued')), 0);
+        IF n <= 200 THEN
+            payload := json_build_object(
+                'count', n, 'failed', n - requeued, 'requeued', requeued,
+                'runs', (SELECT json_agg(json_build_object('table', u.tbl, 'run_id', u.id, 'action', u.act))
+                         FROM unnest(tables, ids, actions) AS u(tbl, id, act)),
+                'runs_omitted', false)::text;
+        END IF;
+        IF payload IS NULL OR octet_length(payload) >= 8000 THEN
+            payload := json_build_object(
+                'count', n, 'failed', n - requeued, 'requeued', requeued,
+                'runs_omitted', true)::text;
+        END IF;
+        PERFORM pg_notify('stuck_runs_recovered', payload);
+    END IF;
+
     RETURN QUERY
-    WITH candidates AS (
-        SELECT r.id, r.status
-        FROM qualification_runs AS r
-        WHERE r.status IN ('PENDING', 'PROCESSING')
-          AND r.updated_at < cutoff
-        ORDER BY r.updated_at
-        LIMIT max_runs
-        FOR UPDATE SKIP LOCKED
-    ), failed AS (
-        UPDATE qualification_runs AS r
-        SET status       = 'FAILED',
-            completed_at = now(),
-            error        = format(
-                'Recovered as stuck by stuck-runs: %s with no sign of life for %s (threshold %s). Partial progress (%s/%s) was kept.',
-                c.status, date_trunc('second', now() - r.updated_at), older_than,
-                r.completed, r.total)
-        FROM candidates AS c
-        WHERE r.id = c.id
-          AND r.status IN ('PENDING', 'PROCESSING')
-          AND r.updated_at < cutoff
-        RETURNING r.id, c.status, r.completed, r.total,
-                  now() - r.created_at AS age, now() - r.updated_at AS idle
-    ), audit AS (
-        INSERT INTO run_recoveries (run_id, previous_status, completed, total, age, idle, older_than)
-        SELECT f.id, f.status, f.completed, f.total, f.age, f.idle, older_than
-        FROM failed AS f
-    )
-    SELECT f.id, f.status, f.completed, f.total, f.age, f.idle
-    FROM failed AS f
-    ORDER BY f.idle DESC, f.id;
+    SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle
+    FROM unnest(tables, ids, statuses, dones, totals, ages, idles, actions, tries)
+         AS u(table_name, run_id, previous_status, completed, total, age, idle, action, attempts)
+    ORDER BY u.idle DESC, u.table_name, u.run_id;
 END
 $$;
 COMMENT ON FUNCTION recover_stuck_runs(interval, integer) IS
-    'Marks FAILED every PENDING/PROCESSING run with no sign of life (updated_at) for longer than older_than, keeping its progress, and returns one row per run this call changed. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs.';
+    'Marks FAILED every active run, in every adopted table, with no sign of life (updated_at) for longer than older_than, keeping its progress; returns one row per run this call changed and audits each in run_recoveries. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs. Sends one NOTIFY stuck_runs_recovered per call that changed anything.';
+
 
 DO $harden$
 DECLARE
@@ -83,9 +117,10 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
-          AND p.proname IN ('recover_stuck_runs', 'stuck_runs_threshold',
-                            'qualification_runs_touch')
+        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(pg_catalog.current_schema()))
+          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname IN (
+               'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
+               'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
                                   fn, pg_catalog.current_schema());
@@ -94,5 +129,13 @@ BEGIN
 END
 $harden$;
 
-ALTER TABLE run_recoveries DROP COLUMN IF EXISTS action;
-ALTER TABLE qualification_runs DROP COLUMN IF EXISTS attempts;
+UPDATE stuck_runs_tables SET attempts_column = NULL WHERE managed;
+DO $attempts$
+BEGIN
+    IF EXISTS (SELECT FROM stuck_runs_tables AS t
+               WHERE t.managed
+                 AND t.table_name = to_regclass(format('%I.qualification_runs', current_schema()))) THEN
+        ALTER TABLE qualification_runs DROP COLUMN IF EXISTS attempts;
+    END IF;
+END
+$attempts$;

@@ -142,18 +142,36 @@ def migrate(
     \b
     Example: stuck-runs --database-url "$DATABASE_URL" migrate
     """
+    from .adoption import adopt_command, build_missing_indexes, propose, unadopted_builtin
     from .migrations import apply_migrations
 
     target = settings.target()
 
     def work() -> list[str]:
-        return apply_migrations(
+        applied = apply_migrations(
             target,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
             lock_timeout=lock_timeout,
             on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
         )
+        with connect(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            autocommit=True,
+        ) as conn:
+            build_missing_indexes(conn, lambda line: note(f"creating index for {line}"))
+            unadopted = unadopted_builtin(conn)
+            if unadopted:
+                table, missing = unadopted
+                note(
+                    f"{table} already exists with its own column names (no "
+                    f"{', '.join(missing)}): it was left untouched and recovery does not "
+                    "cover it yet. Adopt it with:"
+                )
+                click.echo(f"  {adopt_command(table, propose(conn, table))}", err=True)
+        return applied
 
     applied = guarded(work, target, fail_open=False, deadline=None)
     where = f" (schema {target.schema})" if target.schema else ""
@@ -186,7 +204,7 @@ def _bad_value(exc: psycopg.Error, option: str) -> Exception:
 def _show_active(conn: psycopg.Connection) -> None:
     rows = conn.execute(
         "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-        "ORDER BY a.idle DESC, a.run_id LIMIT %s",
+        "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
         (ACTIVE_LINES_SHOWN,),
     ).fetchall()
     active = rows[0]["active"] if rows else 0
@@ -349,11 +367,7 @@ def list_runs(
         ) as conn:
             conn.row_factory = dict_row
             with conn.cursor(name="stuck_runs_active") as cur:
-                cur.execute(
-                    "SELECT a.*, (s.run_id IS NOT NULL) AS stuck "
-                    "FROM active_runs AS a LEFT JOIN stuck_runs AS s USING (run_id) "
-                    "ORDER BY a.idle DESC, a.run_id"
-                )
+                cur.execute("SELECT * FROM active_runs ORDER BY idle DESC, table_name, run_id")
                 count = 0
                 for row in cur:
                     count += 1
@@ -370,12 +384,18 @@ def list_runs(
 
 @main.command()
 @click.argument("run_ids", metavar="RUN_ID...", nargs=-1, required=True)
+@click.option(
+    "--table",
+    metavar="NAME",
+    help="Look the ids up in this adopted table only (default: every adopted table).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per run.")
 @timeout_options
 @click.pass_obj
 def resume(
     settings: Settings,
     run_ids: tuple[str, ...],
+    table: str | None,
     as_json: bool,
     connect_timeout: float,
     statement_timeout: float,
@@ -399,7 +419,9 @@ def resume(
             for run_id in run_ids:
                 try:
                     with conn.transaction():
-                        run = conn.execute("SELECT * FROM resume_run(%s)", (run_id,)).fetchone()
+                        run = conn.execute(
+                            "SELECT * FROM resume_run(%s, %s::regclass)", (run_id, table)
+                        ).fetchone()
                 except psycopg.Error as exc:
                     if exc.sqlstate not in ("22023", "P0002"):
                         raise
@@ -409,10 +431,7 @@ def resume(
                 if as_json:
                     click.echo(output.json_line(run))
                 else:
-                    click.echo(
-                        f"  - Run {run['id']}: FAILED {output.ARROW} PENDING, "
-                        f"{run['completed']}/{run['total']} kept, attempts: {run['attempts']}"
-                    )
+                    click.echo(output.resumed_line(run))
         return refused
 
     refused = guarded(work, target, fail_open=False, deadline=connect_timeout + statement_timeout)
@@ -421,6 +440,146 @@ def resume(
     note(f"resumed {len(run_ids) - len(refused)} of {len(run_ids)} run(s)")
     if refused:
         sys.exit(1)
+
+
+def _parse_columns(columns: tuple[str, ...]) -> dict[str, str | None]:
+    from .adoption import ROLES
+
+    mapping: dict[str, str | None] = {}
+    for item in columns:
+        role, sep, column = item.partition("=")
+        if not sep or role not in ROLES:
+            raise click.BadParameter(
+                f"{item!r}: expected ROLE=COLUMN with ROLE one of {', '.join(ROLES)}",
+                param_hint="--column",
+            )
+        mapping[role] = column or None
+    return mapping
+
+
+def _print_notices(conn: psycopg.Connection) -> None:
+    conn.add_notice_handler(
+        lambda diag: click.echo(f"[stuck-runs] {diag.message_primary}", err=True)
+    )
+
+
+@main.command()
+@click.option(
+    "--table", required=True, metavar="NAME", help='The runs table, e.g. "QualificationRun".'
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="ROLE=COLUMN",
+    help="Which column plays ROLE (id, status, created_at, updated_at, completed_at, error, "
+    "completed, total, attempts); ROLE= marks it absent. Unset roles are proposed by name.",
+)
+@click.option(
+    "--active-statuses", metavar="A,B", help="Statuses of running work [PENDING,PROCESSING]."
+)
+@click.option("--failed-status", metavar="S", help="Status recovery writes [FAILED].")
+@click.option("--yes", is_flag=True, help="Adopt without asking.")
+@timeout_options
+@click.pass_obj
+def adopt(
+    settings: Settings,
+    table: str,
+    columns: tuple[str, ...],
+    active_statuses: str | None,
+    failed_status: str | None,
+    yes: bool,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Cover an existing runs table (your ORM's, your column names) with recovery.
+
+    Proposes which column plays which role by name (createdAt ~ created_at),
+    shows it, asks, adopts, then builds the partial index sweeps need with
+    CREATE INDEX CONCURRENTLY. The table itself is never altered.
+
+    \b
+    Example: stuck-runs adopt --table '"QualificationRun"' --column updated_at=updatedAt
+    """
+    from .adoption import adopt as adopt_table
+    from .adoption import build_missing_indexes, propose
+
+    target = settings.target()
+    given = _parse_columns(columns)
+    statuses = [s.strip() for s in active_statuses.split(",")] if active_statuses else None
+
+    def work() -> None:
+        with connect(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            autocommit=True,
+        ) as conn:
+            _print_notices(conn)
+            try:
+                mapping = {**propose(conn, table), **given}
+            except psycopg.Error as exc:
+                raise _bad_value(exc, "--table") from None
+            note(f"mapping for {table}:")
+            for role, column in mapping.items():
+                origin = "given" if role in given else "proposed"
+                click.echo(f"  {role:<13} {column if column else '(absent)'}  [{origin}]", err=True)
+            if not yes:
+                click.confirm(f"Adopt {table} with this mapping?", abort=True, err=True)
+            try:
+                with conn.transaction():
+                    entry = adopt_table(conn, table, mapping, statuses, failed_status)
+            except psycopg.Error as exc:
+                raise _bad_value(exc, "--column") from None
+            click.echo(f"adopted {entry['table_name']}")
+            built = build_missing_indexes(
+                conn, lambda line: note(f"creating index for {line}"), entry["table_name"]
+            )
+            if not built:
+                note("its sweep index already exists")
+
+    guarded(work, target, fail_open=False, deadline=None)
+
+
+@main.command()
+@click.option("--table", required=True, metavar="NAME", help="The adopted table.")
+@click.option("--drop-index", is_flag=True, help="Also drop the sweep index adoption created.")
+@timeout_options
+@click.pass_obj
+def unadopt(
+    settings: Settings,
+    table: str,
+    drop_index: bool,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Stop covering a table; its rows are never touched.
+
+    \b
+    Example: stuck-runs unadopt --table '"QualificationRun"'
+    """
+    target = settings.target()
+
+    def work() -> bool:
+        with connect(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            autocommit=True,
+        ) as conn:
+            _print_notices(conn)
+            try:
+                row = conn.execute(
+                    "SELECT unadopt_runs_table(%s::regclass, %s)", (table, drop_index)
+                ).fetchone()
+            except psycopg.Error as exc:
+                raise _bad_value(exc, "--table") from None
+            return bool(row and row[0])
+
+    if guarded(work, target, fail_open=False, deadline=None):
+        note(f"{table} is no longer covered by recovery")
+    else:
+        note(f"{table} was not adopted; nothing changed")
 
 
 @main.command()
@@ -445,3 +604,11 @@ def entrypoint() -> None:
     """Console-script entry: click's exit codes (2 for usage errors), no tracebacks."""
     os.environ.setdefault("PGAPPNAME", "stuck-runs")
     main(prog_name="stuck-runs")
+
+
+# pg_cron commands live in their own module, which builds on the helpers above;
+# it imports nothing heavy, so `recover` starts as fast as before.
+from .schedule import schedule, unschedule  # noqa: E402
+
+main.add_command(schedule)
+main.add_command(unschedule)

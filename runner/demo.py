@@ -120,10 +120,7 @@ def _seed(conn: psycopg.Connection, echo: Callable[[str], None]) -> None:
 
 
 def _show(conn: psycopg.Connection, title: str, echo: Callable[[str], None]) -> None:
-    rows = conn.execute(
-        "SELECT a.*, (s.run_id IS NOT NULL) AS stuck FROM active_runs AS a"
-        " LEFT JOIN stuck_runs AS s USING (run_id) ORDER BY a.idle DESC"
-    ).fetchall()
+    rows = conn.execute("SELECT * FROM active_runs ORDER BY idle DESC").fetchall()
     echo("")
     echo(f"{title}: {len(rows)} active run(s) (SELECT * FROM active_runs):")
     for row in rows:

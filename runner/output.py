@@ -29,9 +29,23 @@ def human_duration(value: timedelta | None) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
+def _run_name(row: Mapping[str, Any], id_key: str = "run_id") -> str:
+    """The run id, prefixed with its table unless it lives in the built-in table."""
+    table = row.get("table_name")
+    if table and table != "qualification_runs":
+        return f"{table} {row[id_key]}"
+    return str(row[id_key])
+
+
+def _progress(row: Mapping[str, Any]) -> str:
+    if row.get("completed") is None and row.get("total") is None:
+        return "-/-"
+    return f"{row.get('completed', '-')}/{row.get('total', '-')}"
+
+
 def active_line(row: Mapping[str, Any]) -> str:
     line = (
-        f"  - {row['run_id']}: {row['status']}, {row['completed']}/{row['total']}, "
+        f"  - {_run_name(row)}: {row['status']}, {_progress(row)}, "
         f"age: {human_duration(row['age'])}, idle: {human_duration(row['idle'])}"
     )
     if row.get("stuck"):
@@ -42,9 +56,16 @@ def active_line(row: Mapping[str, Any]) -> str:
 def recovered_line(row: Mapping[str, Any]) -> str:
     target = "PENDING" if row.get("action") == "requeued" else "FAILED"
     return (
-        f"  - Run {row['run_id']}: {row['completed']}/{row['total']} completed "
+        f"  - Run {_run_name(row)}: {_progress(row)} completed "
         f"(status: {row['previous_status']} {ARROW} {target}), "
         f"idle: {human_duration(row['idle'])}"
+    )
+
+
+def resumed_line(row: Mapping[str, Any]) -> str:
+    return (
+        f"  - Run {_run_name(row, 'id')}: FAILED {ARROW} {row['status']}, "
+        f"{_progress(row)} kept, attempts: {row['attempts']}"
     )
 
 

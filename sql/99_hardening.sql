@@ -13,9 +13,10 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = pg_catalog.quote_ident(pg_catalog.current_schema())::pg_catalog.regnamespace
-          AND p.proname IN ('recover_stuck_runs', 'stuck_runs_threshold',
-                            'qualification_runs_touch', 'resume_run')
+        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(pg_catalog.current_schema()))
+          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname IN (
+               'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
+               'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
                                   fn, pg_catalog.current_schema());

@@ -10,7 +10,11 @@ from .helpers import insert_run, status_of
 
 def recover(conn: psycopg.Connection, *args: object) -> list[tuple]:
     placeholders = ", ".join(["%s"] * len(args))
-    return conn.execute(f"SELECT * FROM recover_stuck_runs({placeholders})", args).fetchall()
+    return conn.execute(
+        f"SELECT run_id, previous_status, completed, total, age, idle"
+        f" FROM recover_stuck_runs({placeholders})",
+        args,
+    ).fetchall()
 
 
 def run_row(conn: psycopg.Connection, run_id: str) -> dict:
@@ -103,10 +107,10 @@ def test_default_threshold_is_five_minutes_and_configurable(conn):
     twelve = insert_run(conn, "PROCESSING", idle="12 minutes")
     conn.execute("UPDATE stuck_runs_settings SET older_than = '10 minutes'")
     assert [r[0] for r in conn.execute("SELECT run_id FROM stuck_runs")] == [twelve]
-    assert [r[0] for r in conn.execute("SELECT * FROM recover_stuck_runs()")] == [twelve]
+    assert [r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs()")] == [twelve]
     conn.execute("UPDATE stuck_runs_settings SET older_than = DEFAULT")
     assert conn.execute("SELECT stuck_runs_threshold()").fetchone()[0].total_seconds() == 300
-    assert [r[0] for r in conn.execute("SELECT * FROM recover_stuck_runs()")] == [six]
+    assert [r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs()")] == [six]
 
 
 def test_threshold_setting_rejects_non_positive(conn):
@@ -196,7 +200,7 @@ def test_psql_forms(db_url, conn):
         text=True,
         check=True,
     ).stdout
-    assert out.startswith("(from-psql,PROCESSING,0,10,")
+    assert out.startswith("(qualification_runs,from-psql,PROCESSING,0,10,")
     out = subprocess.run(
         ["psql", dsn, "-XAtc", "SELECT * FROM recover_stuck_runs('5 minutes')"],
         capture_output=True,

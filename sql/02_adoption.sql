@@ -1,0 +1,258 @@
+-- stuck-runs: adopting a runs table, whoever created it and whatever it calls its columns.
+
+CREATE OR REPLACE FUNCTION stuck_runs_column_type(table_name regclass, column_name text)
+RETURNS regtype
+LANGUAGE sql STABLE
+AS $$
+    SELECT a.atttypid::regtype
+    FROM pg_attribute AS a
+    WHERE a.attrelid = table_name AND a.attname = column_name
+      AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION stuck_runs_column_type(regclass, text) IS
+    'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT left(c.relname, 47) || '_stuck_runs_idx' FROM pg_class AS c WHERE c.oid = table_name
+$$;
+COMMENT ON FUNCTION stuck_runs_index_name(regclass) IS
+    'Name of the partial index that keeps sweeps of a runs table cheap (kept under 63 bytes).';
+
+CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    WITH target AS (
+        SELECT t.*, n.nspname, c.relname, stuck_runs_index_name(t.table_name) AS index_name,
+               (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid = i.indexrelid
+                WHERE i.indrelid = t.table_name AND ic.relname = stuck_runs_index_name(t.table_name)
+               ) AS valid
+        FROM stuck_runs_tables AS t
+        JOIN pg_class AS c ON c.oid = t.table_name
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE t.table_name = stuck_runs_index_ddl.table_name
+    )
+    -- An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index behind,
+    -- which IF NOT EXISTS would take for done: drop it first.
+    SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
+    FROM target AS x WHERE x.valid = false
+    UNION ALL
+    SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
+                  x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
+                  (SELECT string_agg(quote_literal(s), ', ') FROM unnest(x.active_statuses) AS s))
+    FROM target AS x WHERE x.valid IS DISTINCT FROM true
+$$;
+COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
+    'The statements that give an adopted table its sweep index, in order; none when the index exists. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
+
+CREATE OR REPLACE FUNCTION adopt_runs_table(
+    table_name          regclass,
+    id_column           text   DEFAULT 'id',
+    status_column       text   DEFAULT 'status',
+    created_at_column   text   DEFAULT 'created_at',
+    updated_at_column   text   DEFAULT 'updated_at',
+    completed_at_column text   DEFAULT 'completed_at',
+    error_column        text   DEFAULT 'error',
+    completed_column    text   DEFAULT 'completed',
+    total_column        text   DEFAULT 'total',
+    active_statuses     text[] DEFAULT '{PENDING,PROCESSING}',
+    failed_status       text   DEFAULT 'FAILED',
+    attempts_column     text   DEFAULT NULL
+) RETURNS stuck_runs_tables
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    entry    stuck_runs_tables;
+    col      record;
+    col_type regtype;
+    labels   text[];
+    wanted   text;
+BEGIN
+    IF table_name IS NULL OR NOT EXISTS (
+        SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind IN ('r', 'p')
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is not a table', coalesce(table_name::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    FOR col IN
+        SELECT * FROM (VALUES
+            ('id_column', id_column, true, 'any'),
+            ('status_column', status_column, true, 'status'),
+            ('created_at_column', created_at_column, true, 'time'),
+            ('updated_at_column', updated_at_column, true, 'time'),
+            ('completed_at_column', completed_at_column, false, 'time'),
+            ('error_column', error_column, false, 'text'),
+            ('completed_column', completed_column, false, 'count'),
+            ('total_column', total_column, false, 'count'),
+            ('attempts_column', attempts_column, false, 'count')
+        ) AS v(role, name, required, kind)
+    LOOP
+        IF col.name IS NULL THEN
+            IF col.required THEN
+                RAISE EXCEPTION 'adopt_runs_table: % is required', col.role
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            CONTINUE;
+        END IF;
+        col_type := stuck_runs_column_type(table_name, col.name);
+        IF col_type IS NULL THEN
+            RAISE EXCEPTION 'adopt_runs_table: table % has no column "%" (given as %)',
+                table_name, col.name, col.role
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give the column name exactly as the table spells it, without quotes.';
+        END IF;
+        IF (col.kind = 'time' AND col_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype))
+           OR (col.kind = 'count' AND col_type NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+           OR (col.kind = 'text' AND col_type NOT IN ('text'::regtype, 'varchar'::regtype))
+           OR (col.kind = 'status' AND col_type NOT IN ('text'::regtype, 'varchar'::regtype)
+               AND NOT EXISTS (SELECT FROM pg_type AS ty WHERE ty.oid = col_type AND ty.typtype = 'e'))
+        THEN
+            RAISE EXCEPTION 'adopt_runs_table: column "%" (given as %) is of type %, which cannot hold %',
+                col.name, col.role, col_type,
+                CASE col.kind WHEN 'time' THEN 'a timestamp' WHEN 'count' THEN 'an integer count'
+                              WHEN 'text' THEN 'an error message' ELSE 'a status' END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+
+    IF NOT EXISTS (
+        SELECT FROM pg_index AS i
+        JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = table_name AND i.indisunique AND i.indpred IS NULL
+          AND i.indnkeyatts = 1 AND a.attname = id_column
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as id_column) is neither the primary key nor unique in %',
+            id_column, table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Recovery changes runs one by one and needs an id that names exactly one row.';
+    END IF;
+
+    IF active_statuses IS NULL OR cardinality(active_statuses) = 0
+       OR array_position(active_statuses, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: active_statuses must list at least one status'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF failed_status IS NULL OR failed_status = ANY (active_statuses) THEN
+        RAISE EXCEPTION 'adopt_runs_table: failed_status must be a status outside active_statuses, got %',
+            coalesce(failed_status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
+    FROM pg_enum AS e
+    WHERE e.enumtypid = stuck_runs_column_type(table_name, status_column);
+    IF labels IS NOT NULL THEN
+        FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
+            IF NOT wanted = ANY (labels) THEN
+                RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
+                    wanted, stuck_runs_column_type(table_name, status_column), status_column
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('Its values are: %s.', array_to_string(labels, ', '));
+            END IF;
+        END LOOP;
+    END IF;
+
+    INSERT INTO stuck_runs_tables AS t
+        (table_name, id_column, status_column, created_at_column, updated_at_column,
+         completed_at_column, error_column, completed_column, total_column,
+         active_statuses, failed_status, attempts_column)
+    VALUES
+        (table_name, id_column, status_column, created_at_column, updated_at_column,
+         completed_at_column, error_column, completed_column, total_column,
+         active_statuses, failed_status, attempts_column)
+    ON CONFLICT ON CONSTRAINT stuck_runs_tables_pkey DO UPDATE
+    SET id_column = excluded.id_column, status_column = excluded.status_column,
+        created_at_column = excluded.created_at_column,
+        updated_at_column = excluded.updated_at_column,
+        completed_at_column = excluded.completed_at_column,
+        error_column = excluded.error_column, completed_column = excluded.completed_column,
+        total_column = excluded.total_column, active_statuses = excluded.active_statuses,
+        failed_status = excluded.failed_status, attempts_column = excluded.attempts_column,
+        adopted_at = now()
+    RETURNING t.* INTO entry;
+
+    IF EXISTS (SELECT FROM stuck_runs_index_ddl(table_name)) THEN
+        RAISE NOTICE 'stuck-runs: % has no index for sweeps yet; run outside a transaction: %',
+            table_name, (SELECT string_agg(d, '; ') FROM stuck_runs_index_ddl(table_name) AS d);
+    END IF;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text) IS
+    'Registers (or re-maps) a runs table so recovery covers it: which column plays which role, which statuses are active and which one means failed. Validates everything up front (SQLSTATE 22023 naming the column or value) so a sweep never meets a bad mapping. Never alters the table; see stuck_runs_index_ddl() for its index.';
+
+CREATE OR REPLACE FUNCTION unadopt_runs_table(table_name regclass, drop_index boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    index_name text := stuck_runs_index_name(table_name);
+    qualified  text;
+BEGIN
+    DELETE FROM stuck_runs_tables AS t WHERE t.table_name = unadopt_runs_table.table_name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT format('%I.%I', n.nspname, index_name) INTO qualified
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name;
+    IF qualified IS NOT NULL AND to_regclass(qualified) IS NOT NULL THEN
+        IF drop_index THEN
+            EXECUTE format('DROP INDEX %s', qualified);
+            RAISE NOTICE 'stuck-runs: dropped index %', qualified;
+        ELSE
+            RAISE NOTICE 'stuck-runs: index % left in place (unadopt_runs_table(..., drop_index => true) drops it)', qualified;
+        END IF;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION unadopt_runs_table(regclass, boolean) IS
+    'Stops covering a table; its rows are never touched. The sweep index stays unless drop_index: dropping it is a plain DROP INDEX, which briefly locks the table.';
+
+CREATE OR REPLACE FUNCTION propose_runs_table_mapping(table_name regclass)
+RETURNS TABLE (role text, column_name text)
+LANGUAGE sql STABLE
+AS $$
+    -- Match roles to columns by their normalised names (created_at ~ createdAt ~
+    -- created), preferring earlier synonyms and columns of a fitting type.
+    WITH roles (role, synonyms, kinds, ord) AS (
+        VALUES
+            ('id_column', ARRAY['id', 'runid', 'uuid', 'key'], ARRAY['any'], 1),
+            ('status_column', ARRAY['status', 'state', 'runstatus'], ARRAY['status'], 2),
+            ('created_at_column', ARRAY['createdat', 'created', 'insertedat', 'createdon', 'startedat', 'createtime'], ARRAY['time'], 3),
+            ('updated_at_column', ARRAY['updatedat', 'updated', 'lastheartbeatat', 'heartbeatat', 'lastheartbeat', 'heartbeat', 'lastactivityat', 'modifiedat', 'updatedon', 'updatetime'], ARRAY['time'], 4),
+            ('completed_at_column', ARRAY['completedat', 'finishedat', 'endedat', 'doneat', 'completed', 'finished'], ARRAY['time'], 5),
+            ('error_column', ARRAY['error', 'errormessage', 'lasterror', 'failurereason', 'reason', 'message'], ARRAY['text'], 6),
+            ('completed_column', ARRAY['completed', 'completedcount', 'processed', 'processedcount', 'done', 'progress', 'completeditems', 'processeditems'], ARRAY['count'], 7),
+            ('total_column', ARRAY['total', 'totalcount', 'totalitems', 'count', 'size'], ARRAY['count'], 8),
+            ('attempts_column', ARRAY['attempts', 'attempt', 'attemptcount', 'retries', 'retrycount'], ARRAY['count'], 9)
+    ), cols AS (
+        SELECT a.attname::text AS name,
+               lower(regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
+               CASE
+                   WHEN a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN 'time'
+                   WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 'count'
+                   WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN 'text'
+                   WHEN t.typtype = 'e' THEN 'status'
+                   ELSE 'other'
+               END AS kind
+        FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
+        WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped
+    )
+    SELECT r.role, (
+        SELECT c.name
+        FROM cols AS c
+        JOIN unnest(r.synonyms) WITH ORDINALITY AS s(norm, rank) ON s.norm = c.norm
+        WHERE 'any' = ANY (r.kinds) OR c.kind = ANY (r.kinds)
+              OR (r.role = 'status_column' AND c.kind = 'text')
+        ORDER BY s.rank
+        LIMIT 1)
+    FROM roles AS r
+    ORDER BY r.ord
+$$;
+COMMENT ON FUNCTION propose_runs_table_mapping(regclass) IS
+    'A guess at adopt_runs_table()''s column arguments for a table, by name and type; NULL where nothing fits. `stuck-runs adopt` shows it and asks before adopting.';

@@ -1,0 +1,67 @@
+-- stuck-runs: the built-in qualification_runs table.
+--
+-- An application without a runs table gets this one, adopted and managed by
+-- stuck-runs. An application whose ORM already created qualification_runs
+-- keeps its table untouched: with our column names it is adopted as it is
+-- (its index is then built CONCURRENTLY by `stuck-runs migrate`); with other
+-- names `stuck-runs migrate` proposes the `stuck-runs adopt` command.
+
+CREATE OR REPLACE FUNCTION qualification_runs_touch() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NEW.status IN ('PENDING', 'PROCESSING')
+       AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at
+       AND NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION qualification_runs_touch() IS
+    'Makes progress a sign of life on the built-in table: a worker that only bumps completed keeps its run alive without knowing about updated_at. A move to a final status is not activity, so recovery keeps the run''s real last sign of life.';
+
+DO $builtin$
+DECLARE
+    ours constant text[] := ARRAY['id', 'status', 'total', 'completed', 'created_at',
+                                  'updated_at', 'completed_at', 'error'];
+    existing regclass := to_regclass(format('%I.qualification_runs', current_schema()));
+BEGIN
+    IF existing IS NULL THEN
+        CREATE TABLE qualification_runs (
+            id           text PRIMARY KEY DEFAULT gen_random_uuid()::text,
+            status       text NOT NULL DEFAULT 'PENDING'
+                         CHECK (status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')),
+            total        integer NOT NULL DEFAULT 0 CHECK (total >= 0),
+            completed    integer NOT NULL DEFAULT 0 CHECK (completed >= 0),
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            completed_at timestamptz,
+            error        text,
+            attempts     integer NOT NULL DEFAULT 0
+                         CONSTRAINT qualification_runs_attempts_check CHECK (attempts >= 0)
+        );
+        COMMENT ON COLUMN qualification_runs.updated_at IS
+            'Last sign of life of the run. Any update that leaves the run PENDING or PROCESSING moves it to now() unless the update sets it itself; recovery (a move to FAILED) leaves it as it was.';
+        COMMENT ON COLUMN qualification_runs.attempts IS
+            'Retries so far: resume_run() and a requeueing recover_stuck_runs(max_attempts => N) add one.';
+        -- A sweep must cost O(active runs), not O(table): finished runs pile up
+        -- by the million and are never looked at.
+        CREATE INDEX qualification_runs_stuck_runs_idx ON qualification_runs (updated_at)
+            WHERE status IN ('PENDING', 'PROCESSING');
+        CREATE TRIGGER qualification_runs_touch BEFORE UPDATE ON qualification_runs
+            FOR EACH ROW EXECUTE FUNCTION qualification_runs_touch();
+        PERFORM adopt_runs_table('qualification_runs', attempts_column => 'attempts');
+        UPDATE stuck_runs_tables SET managed = true
+        WHERE table_name = 'qualification_runs'::regclass;
+    ELSIF NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = existing)
+          AND NOT EXISTS (SELECT FROM unnest(ours) AS c(name)
+                          WHERE stuck_runs_column_type(existing, c.name) IS NULL) THEN
+        BEGIN
+            PERFORM adopt_runs_table(existing);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE NOTICE 'stuck-runs: qualification_runs was not adopted: %', SQLERRM;
+        END;
+    END IF;
+END
+$builtin$;
