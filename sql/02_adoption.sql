@@ -218,18 +218,19 @@ RETURNS TABLE (role text, column_name text)
 LANGUAGE sql STABLE
 AS $$
     -- Match roles to columns by their normalised names (created_at ~ createdAt ~
-    -- created), preferring earlier synonyms and columns of a fitting type.
-    WITH roles (role, synonyms, kinds, ord) AS (
+    -- created), preferring exact synonyms in order, then name prefixes
+    -- (processedProspects, totalProspects), and only columns of a fitting type.
+    WITH roles (role, synonyms, prefixes, kind, ord) AS (
         VALUES
-            ('id_column', ARRAY['id', 'runid', 'uuid', 'key'], ARRAY['any'], 1),
-            ('status_column', ARRAY['status', 'state', 'runstatus'], ARRAY['status'], 2),
-            ('created_at_column', ARRAY['createdat', 'created', 'insertedat', 'createdon', 'startedat', 'createtime'], ARRAY['time'], 3),
-            ('updated_at_column', ARRAY['updatedat', 'updated', 'lastheartbeatat', 'heartbeatat', 'lastheartbeat', 'heartbeat', 'lastactivityat', 'modifiedat', 'updatedon', 'updatetime'], ARRAY['time'], 4),
-            ('completed_at_column', ARRAY['completedat', 'finishedat', 'endedat', 'doneat', 'completed', 'finished'], ARRAY['time'], 5),
-            ('error_column', ARRAY['error', 'errormessage', 'lasterror', 'failurereason', 'reason', 'message'], ARRAY['text'], 6),
-            ('completed_column', ARRAY['completed', 'completedcount', 'processed', 'processedcount', 'done', 'progress', 'completeditems', 'processeditems'], ARRAY['count'], 7),
-            ('total_column', ARRAY['total', 'totalcount', 'totalitems', 'count', 'size'], ARRAY['count'], 8),
-            ('attempts_column', ARRAY['attempts', 'attempt', 'attemptcount', 'retries', 'retrycount'], ARRAY['count'], 9)
+            ('id_column', ARRAY['id', 'runid', 'uuid', 'key'], ARRAY[]::text[], 'any', 1),
+            ('status_column', ARRAY['status', 'state', 'runstatus'], ARRAY['status'], 'status', 2),
+            ('created_at_column', ARRAY['createdat', 'created', 'insertedat', 'createdon', 'createtime', 'startedat'], ARRAY['created'], 'time', 3),
+            ('updated_at_column', ARRAY['updatedat', 'updated', 'lastheartbeatat', 'heartbeatat', 'lastheartbeat', 'heartbeat', 'lastactivityat', 'modifiedat', 'updatedon', 'updatetime'], ARRAY['updated', 'heartbeat', 'lastheartbeat'], 'time', 4),
+            ('completed_at_column', ARRAY['completedat', 'finishedat', 'endedat', 'doneat', 'completed', 'finished'], ARRAY['completed', 'finished'], 'time', 5),
+            ('error_column', ARRAY['error', 'errormessage', 'lasterror', 'failurereason', 'reason'], ARRAY['error'], 'text', 6),
+            ('completed_column', ARRAY['completed', 'completedcount', 'processed', 'processedcount', 'done', 'progress'], ARRAY['completed', 'processed', 'done'], 'count', 7),
+            ('total_column', ARRAY['total', 'totalcount', 'totalitems', 'count', 'size'], ARRAY['total'], 'count', 8),
+            ('attempts_column', ARRAY['attempts', 'attempt', 'attemptcount', 'retries', 'retrycount'], ARRAY['attempt', 'retr'], 'count', 9)
     ), cols AS (
         SELECT a.attname::text AS name,
                lower(regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
@@ -237,19 +238,27 @@ AS $$
                    WHEN a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN 'time'
                    WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 'count'
                    WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN 'text'
-                   WHEN t.typtype = 'e' THEN 'status'
+                   WHEN ty.typtype = 'e' THEN 'status'
                    ELSE 'other'
                END AS kind
-        FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
+        FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
         WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped
     )
     SELECT r.role, (
         SELECT c.name
         FROM cols AS c
-        JOIN unnest(r.synonyms) WITH ORDINALITY AS s(norm, rank) ON s.norm = c.norm
-        WHERE 'any' = ANY (r.kinds) OR c.kind = ANY (r.kinds)
-              OR (r.role = 'status_column' AND c.kind = 'text')
-        ORDER BY s.rank
+        CROSS JOIN LATERAL (
+            SELECT min(x.rank) AS rank FROM (
+                SELECT s.rank FROM unnest(r.synonyms) WITH ORDINALITY AS s(word, rank)
+                WHERE s.word = c.norm
+                UNION ALL
+                SELECT 100 + p.rank FROM unnest(r.prefixes) WITH ORDINALITY AS p(word, rank)
+                WHERE c.norm LIKE p.word || '%'
+            ) AS x
+        ) AS m
+        WHERE m.rank IS NOT NULL
+          AND (r.kind = 'any' OR c.kind = r.kind OR (r.kind = 'status' AND c.kind = 'text'))
+        ORDER BY m.rank, c.name
         LIMIT 1)
     FROM roles AS r
     ORDER BY r.ord

@@ -1,0 +1,331 @@
+"""Adopting an application's own runs table: a Prisma-shaped one, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import main
+
+from .helpers import open_conn
+
+# What `prisma migrate` creates for
+#   enum RunStatus { PENDING PROCESSING COMPLETED FAILED }
+#   model QualificationRun { id String @id @default(cuid()) status RunStatus @default(PENDING)
+#     totalProspects Int @default(0) processedProspects Int @default(0)
+#     createdAt DateTime @default(now()) updatedAt DateTime @updatedAt
+#     completedAt DateTime? errorMessage String? }
+PRISMA_DDL = """
+CREATE TYPE "RunStatus" AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED');
+CREATE TABLE "QualificationRun" (
+    "id" TEXT NOT NULL,
+    "status" "RunStatus" NOT NULL DEFAULT 'PENDING',
+    "totalProspects" INTEGER NOT NULL DEFAULT 0,
+    "processedProspects" INTEGER NOT NULL DEFAULT 0,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+    "completedAt" TIMESTAMP(3),
+    "errorMessage" TEXT,
+    CONSTRAINT "QualificationRun_pkey" PRIMARY KEY ("id")
+);
+"""
+TABLE = '"QualificationRun"'
+PROPOSED = {
+    "id_column": "id",
+    "status_column": "status",
+    "created_at_column": "createdAt",
+    "updated_at_column": "updatedAt",
+    "completed_at_column": "completedAt",
+    "error_column": "errorMessage",
+    "completed_column": "processedProspects",
+    "total_column": "totalProspects",
+    "attempts_column": None,
+}
+
+
+def prisma_run(conn: psycopg.Connection, cuid: str, status: str, idle: str, done: int = 0) -> None:
+    """Prisma writes UTC wall-clock time into `timestamp without time zone` columns."""
+    conn.execute(
+        'INSERT INTO "QualificationRun" (id, status, "totalProspects", "processedProspects",'
+        ' "createdAt", "updatedAt")'
+        " VALUES (%s, %s, 10, %s, (now() - interval '1 day') AT TIME ZONE 'UTC',"
+        "         (now() - %s::interval) AT TIME ZONE 'UTC')",
+        (cuid, status, done, idle),
+    )
+
+
+@pytest.fixture
+def prisma(db_url, conn):
+    conn.execute(PRISMA_DDL)
+    return conn
+
+
+def adopt_via_cli(db_url: str, *extra: str):
+    return CliRunner().invoke(
+        main, ["--database-url", db_url, "adopt", "--table", TABLE, "--yes", *extra]
+    )
+
+
+def test_proposal_matches_prisma_names(prisma):
+    rows = prisma.execute(
+        "SELECT role, column_name FROM propose_runs_table_mapping(%s::regclass)", (TABLE,)
+    ).fetchall()
+    assert dict(rows) == PROPOSED
+
+
+def test_adopt_cli_accepts_the_proposal_and_builds_the_index_concurrently(db_url, prisma):
+    result = adopt_via_cli(db_url)
+    assert result.exit_code == 0, result.stderr
+    assert "updated_at    updatedAt  [proposed]" in result.stderr
+    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS" in result.stderr
+    index = prisma.execute(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'QualificationRun'"
+        " AND indexname = 'QualificationRun_stuck_runs_idx'"
+    ).fetchone()[0]
+    assert (
+        "WHERE (status = ANY (ARRAY['PENDING'::\"RunStatus\", 'PROCESSING'::\"RunStatus\"]))"
+        in index
+    )
+    again = adopt_via_cli(db_url)
+    assert again.exit_code == 0 and "its sweep index already exists" in again.stderr
+
+
+def test_adopt_asks_and_refusal_changes_nothing(db_url, prisma):
+    result = CliRunner().invoke(
+        main, ["--database-url", db_url, "adopt", "--table", TABLE], input="n\n"
+    )
+    assert result.exit_code == 1
+    assert "Adopt" in result.stderr
+    assert (
+        prisma.execute(
+            "SELECT count(*) FROM stuck_runs_tables WHERE table_name = %s::regclass", (TABLE,)
+        ).fetchone()[0]
+        == 0
+    )
+
+
+@pytest.fixture
+def adopted(db_url, prisma):
+    assert adopt_via_cli(db_url).exit_code == 0
+    return prisma
+
+
+def test_recover_from_sql_on_the_prisma_table(adopted):
+    prisma_run(adopted, "ckstuck0001", "PROCESSING", "20 minutes", done=4)
+    prisma_run(adopted, "ckalive0001", "PROCESSING", "2 minutes", done=7)
+    prisma_run(adopted, "ckdone00001", "COMPLETED", "3 hours", done=10)
+    # The caller's time zone must not matter: timestamps are read as UTC.
+    adopted.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    rows = adopted.execute(
+        "SELECT table_name, run_id, previous_status, completed, total, idle"
+        " FROM recover_stuck_runs('5 minutes')"
+    ).fetchall()
+    assert [r[:5] for r in rows] == [(TABLE, "ckstuck0001", "PROCESSING", 4, 10)]
+    assert 19 * 60 < rows[0][5].total_seconds() < 21 * 60
+    adopted.execute("SET TimeZone = 'UTC'")
+    run = adopted.execute(
+        'SELECT status, "processedProspects", "errorMessage", "completedAt" > now() AT TIME ZONE'
+        " 'UTC' - interval '1 minute', \"updatedAt\" < now() AT TIME ZONE 'UTC' - interval '19 minutes'"
+        ' FROM "QualificationRun" WHERE id = %s',
+        ("ckstuck0001",),
+    ).fetchone()
+    assert run[0] == "FAILED" and run[1] == 4 and "stuck" in run[2] and run[3] and run[4]
+    statuses = dict(adopted.execute('SELECT id, status::text FROM "QualificationRun"').fetchall())
+    assert statuses == {
+        "ckstuck0001": "FAILED",
+        "ckalive0001": "PROCESSING",
+        "ckdone00001": "COMPLETED",
+    }
+    audit = adopted.execute("SELECT table_name, run_id FROM run_recoveries").fetchall()
+    assert audit == [(TABLE, "ckstuck0001")]
+
+
+def test_views_and_runner_cover_the_adopted_table(db_url, adopted):
+    prisma_run(adopted, "ckstuck0002", "PENDING", "1 hour")
+    prisma_run(adopted, "ckalive0002", "PROCESSING", "10 seconds")
+    active = adopted.execute("SELECT table_name, run_id, stuck FROM active_runs ORDER BY run_id")
+    assert active.fetchall() == [(TABLE, "ckalive0002", False), (TABLE, "ckstuck0002", True)]
+    assert adopted.execute("SELECT run_id FROM stuck_runs").fetchall() == [("ckstuck0002",)]
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "--database-url", db_url, "recover", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (row["table_name"], row["run_id"], row["previous_status"]) == (
+        TABLE,
+        "ckstuck0002",
+        "PENDING",
+    )
+
+
+def test_locked_and_completing_runs_of_the_adopted_table_are_safe(db_url, adopted):
+    prisma_run(adopted, "cklocked001", "PROCESSING", "1 hour")
+    prisma_run(adopted, "ckfinish001", "PROCESSING", "1 hour")
+    with open_conn(db_url, autocommit=False) as worker:
+        worker.execute(
+            'SELECT 1 FROM "QualificationRun" WHERE id = %s FOR UPDATE', ("cklocked001",)
+        )
+        worker.execute(
+            """UPDATE "QualificationRun" SET status = 'COMPLETED' WHERE id = %s""", ("ckfinish001",)
+        )
+        started = time.monotonic()
+        rows = adopted.execute("SELECT run_id FROM recover_stuck_runs('5 minutes')").fetchall()
+        assert time.monotonic() - started < 1 and rows == []
+        worker.commit()
+    statuses = dict(adopted.execute('SELECT id, status::text FROM "QualificationRun"').fetchall())
+    assert statuses == {"cklocked001": "PROCESSING", "ckfinish001": "COMPLETED"}
+    assert [
+        r[0] for r in adopted.execute("SELECT run_id FROM recover_stuck_runs('5 minutes')")
+    ] == ["cklocked001"]
+
+
+def test_sweep_of_the_adopted_table_uses_its_index(adopted):
+    adopted.execute(
+        'INSERT INTO "QualificationRun" (id, status, "updatedAt")'
+        " SELECT 'ckold' || g, 'COMPLETED', now() AT TIME ZONE 'UTC' FROM generate_series(1, 30000) g"
+    )
+    adopted.execute('ANALYZE "QualificationRun"')
+    sweep = adopted.execute(
+        "SELECT stuck_runs_sweep_sql(t) FROM stuck_runs_tables t WHERE t.table_name = %s::regclass",
+        (TABLE,),
+    ).fetchone()[0]
+    adopted.execute(f"PREPARE sweep(timestamptz, integer, integer, interval) AS {sweep}")
+    plan = "\n".join(
+        r[0]
+        for r in adopted.execute(
+            "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes')"
+        )
+    )
+    assert '"QualificationRun_stuck_runs_idx"' in plan and "Seq Scan" not in plan, plan
+
+
+def test_resume_run_on_the_adopted_table(adopted):
+    prisma_run(adopted, "ckresume001", "PROCESSING", "1 hour", done=3)
+    adopted.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
+    row = adopted.execute("SELECT * FROM resume_run('ckresume001')").fetchone()
+    assert row == (TABLE, "ckresume001", "PENDING", 3, 10, None)
+    run = adopted.execute(
+        'SELECT "completedAt", "errorMessage" FROM "QualificationRun" WHERE id = %s',
+        ("ckresume001",),
+    ).fetchone()
+    assert run == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"updated_at_column": "updated_at"}, 'has no column "updated_at"'),
+        (
+            {"updated_at_column": "errorMessage"},
+            'column "errorMessage" (given as updated_at_column) is of type text',
+        ),
+        ({"completed_column": "createdAt"}, 'column "createdAt" (given as completed_column)'),
+        (
+            {"active_statuses": ["PENDING", "RUNNING"]},
+            'status "RUNNING" is not a value of the enum',
+        ),
+        ({"failed_status": "PENDING"}, "failed_status must be a status outside active_statuses"),
+        (
+            {"id_column": "processedProspects"},
+            'column "processedProspects" (given as id_column) is neither',
+        ),
+        ({"status_column": None}, "status_column is required"),
+    ],
+)
+def test_invalid_mappings_are_rejected_naming_the_column(prisma, args, message):
+    mapping = {k: v for k, v in PROPOSED.items() if k != "attempts_column"} | args
+    names = ", ".join(f"{k} => %({k})s" for k in mapping)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as error:
+        prisma.execute(f"SELECT * FROM adopt_runs_table('\"QualificationRun\"', {names})", mapping)
+    assert message in str(error.value)
+    assert (
+        prisma.execute("SELECT count(*) FROM stuck_runs_tables WHERE NOT managed").fetchone()[0]
+        == 0
+    )
+
+
+def test_readopt_replaces_the_mapping_and_unadopt_keeps_or_drops_the_index(db_url, adopted):
+    adopted.execute(
+        "SELECT adopt_runs_table(%s::regclass, created_at_column => 'createdAt',"
+        " updated_at_column => 'createdAt', completed_at_column => NULL, error_column => NULL,"
+        " completed_column => NULL, total_column => NULL)",
+        (TABLE,),
+    )
+    entry = adopted.execute(
+        "SELECT updated_at_column, error_column FROM stuck_runs_tables WHERE table_name = %s::regclass",
+        (TABLE,),
+    ).fetchone()
+    assert entry == ("createdAt", None)
+    kept = CliRunner().invoke(main, ["--database-url", db_url, "unadopt", "--table", TABLE])
+    assert kept.exit_code == 0 and "left in place" in kept.stderr
+    assert adopted.execute("SELECT to_regclass('\"QualificationRun_stuck_runs_idx\"')").fetchone()[
+        0
+    ]
+    assert adopt_via_cli(db_url).exit_code == 0
+    dropped = CliRunner().invoke(
+        main, ["--database-url", db_url, "unadopt", "--table", TABLE, "--drop-index"]
+    )
+    assert dropped.exit_code == 0 and "dropped index" in dropped.stderr
+    assert (
+        adopted.execute("SELECT to_regclass('\"QualificationRun_stuck_runs_idx\"')").fetchone()[0]
+        is None
+    )
+    assert (
+        adopted.execute("SELECT count(*) FROM stuck_runs_tables WHERE NOT managed").fetchone()[0]
+        == 0
+    )
+
+
+def test_hostile_identifiers_are_quoted_never_concatenated(db_url, conn):
+    conn.execute(
+        'CREATE TABLE "Runs ""Table""; DROP TABLE x" ("Run Id" text PRIMARY KEY, "Sta""tus" text,'
+        ' "Created At" timestamptz DEFAULT now(), "Up; dated" timestamptz,'
+        ' "Done %s" int DEFAULT 0, "All $1" int DEFAULT 5)'
+    )
+    table = '"Runs ""Table""; DROP TABLE x"'
+    result = CliRunner().invoke(
+        main,
+        [
+            "--database-url",
+            db_url,
+            "adopt",
+            "--table",
+            table,
+            "--yes",
+            "--column",
+            "id=Run Id",
+            "--column",
+            'status=Sta"tus',
+            "--column",
+            "created_at=Created At",
+            "--column",
+            "updated_at=Up; dated",
+            "--column",
+            "completed=Done %s",
+            "--column",
+            "total=All $1",
+            "--column",
+            "completed_at=",
+            "--column",
+            "error=",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    conn.execute(
+        f'INSERT INTO {table} ("Run Id", "Sta""tus", "Up; dated")'
+        " VALUES ('r''1', 'PROCESSING', now() - interval '1 hour')"
+    )
+    rows = conn.execute(
+        "SELECT table_name, run_id, completed, total FROM recover_stuck_runs('5 minutes')"
+    ).fetchall()
+    assert rows == [(table, "r'1", 0, 5)]
+    assert conn.execute(f'SELECT "Sta""tus" FROM {table}').fetchone()[0] == "FAILED"
