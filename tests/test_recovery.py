@@ -208,3 +208,9 @@ def test_psql_forms(db_url, conn):
         check=True,
     ).stdout
     assert out == ""
+
+
+def test_keep_alive_update_that_changes_nothing_is_a_sign_of_life(conn):
+    run_id = insert_run(conn, "PROCESSING", idle="10 minutes")
+    conn.execute("UPDATE qualification_runs SET status = 'PROCESSING' WHERE id = %s", (run_id,))
+    assert recover(conn, "5 minutes") == []
