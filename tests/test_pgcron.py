@@ -1,0 +1,426 @@
+"""`stuck-runs schedule` against a real pg_cron, on a private PostgreSQL 15 cluster.
+
+pg_cron must be preloaded, so the shared embedded server cannot host it: the
+module starts its own cluster with shared_preload_libraries = 'pg_cron' and
+background workers (no TCP password needed for the jobs). The one slow test
+waits for a real minute boundary, because pg_cron 1.4 (Debian bookworm) has
+minute granularity; every other test only inspects cron.job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from .cluster import Cluster, system_extension_available
+from .conftest import migrate
+from .helpers import insert_run, open_conn, status_of
+from .test_cli import cli, run_cli
+
+needs_pg15 = pytest.mark.skipif(
+    not system_extension_available("pg_cron"),
+    reason="needs PostgreSQL 15 server binaries in /usr/lib/postgresql/15/bin with pg_cron "
+    "(apt postgresql-15 postgresql-15-cron)",
+)
+
+# pg_cron 1.4 fires at minute boundaries: at most ~60 s after scheduling, plus slack.
+WAIT_FOR_CRON = 90
+# A schema name that needs quoting everywhere: the job's SQL must not break on it.
+TENANT = 'Tenant\'s "Runs"'
+PG_CRON_SETTINGS = {
+    "shared_preload_libraries": "'pg_cron'",
+    "cron.database_name": "'postgres'",
+    # Jobs run in background workers: no TCP connection, no password.
+    "cron.use_background_workers": "on",
+    "max_worker_processes": "32",
+}
+
+
+@dataclass
+class CronServer:
+    cluster: Cluster
+    app_url: str  # runs in database `app`, pg_cron in `postgres`
+    tenant_url: str  # runs in the cron database itself, under Prisma's ?schema=
+
+    def cron_conn(self) -> psycopg.Connection:
+        """A superuser connection to pg_cron's database (sees every role's jobs)."""
+        return open_conn(self.cluster.url("postgres"))
+
+    def jobs(self) -> list[tuple]:
+        with self.cron_conn() as conn:
+            return conn.execute(
+                "SELECT jobname, schedule, command, database, username FROM cron.job ORDER BY jobid"
+            ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def cron_server() -> Iterator[CronServer]:
+    if not system_extension_available("pg_cron"):
+        pytest.skip("needs PostgreSQL 15 with pg_cron (apt postgresql-15 postgresql-15-cron)")
+    cluster = Cluster(settings=PG_CRON_SETTINGS)
+    try:
+        cluster.start()
+        with open_conn(cluster.url("postgres")) as conn:
+            conn.execute("CREATE EXTENSION pg_cron")
+            conn.execute("CREATE DATABASE app")
+        server = CronServer(
+            cluster=cluster,
+            app_url=cluster.url("app"),
+            tenant_url=cluster.url("postgres") + "?schema=" + quote(TENANT, safe=""),
+        )
+        migrate(server.app_url)
+        migrate(server.tenant_url)
+        yield server
+    except Exception:
+        print(cluster.log())
+        raise
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def cron(cron_server: CronServer) -> Iterator[CronServer]:
+    """The shared pg_cron server, with no job left over from the previous test."""
+    yield cron_server
+    with cron_server.cron_conn() as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+
+
+def backdated_run(url: str, idle: str, **kwargs: object) -> str:
+    """A run whose worker died `idle` ago: inserted fresh, then its last sign of life moved back."""
+    with open_conn(url) as conn:
+        run_id = insert_run(conn, **kwargs)  # type: ignore[arg-type]
+        conn.execute(
+            "UPDATE qualification_runs SET updated_at = now() - %s::interval WHERE id = %s",
+            (idle, run_id),
+        )
+    return run_id
+
+
+def run_details(cron: CronServer, jobname: str) -> list[tuple[str, str]]:
+    with cron.cron_conn() as conn:
+        return conn.execute(
+            "SELECT d.status, coalesce(d.return_message, '') FROM cron.job_run_details AS d"
+            " JOIN cron.job AS j USING (jobid) WHERE j.jobname = %s ORDER BY d.runid",
+            (jobname,),
+        ).fetchall()
+
+
+@needs_pg15
+def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
+    """Both set-ups in one wait for the minute boundary.
+
+    `app`: pg_cron lives in `postgres`, the job is installed there with
+    schedule_in_database (--cron-database) and an explicit threshold.
+    Tenant: the runs live in the cron database itself, under a schema that
+    needs quoting, with the database's default threshold.
+    """
+    started = time.monotonic()
+    stuck = backdated_run(cron.app_url, "1 hour", completed=3, total=7)
+    recent = backdated_run(cron.app_url, "10 minutes")  # under the job's 30 minutes
+    with open_conn(cron.app_url) as conn:
+        done = insert_run(conn, "COMPLETED", idle="2 hours")
+    tenant_stuck = backdated_run(cron.tenant_url, "1 hour", status="PENDING")
+
+    # The real console-script path (python -m runner), for the cross-database job.
+    result = run_cli(
+        "--database-url",
+        cron.app_url,
+        "schedule",
+        "--cron-database",
+        "postgres",
+        "--older-than",
+        "30 minutes",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "installed pg_cron job 'stuck-runs-recovery'" in result.stderr
+    result = cli("--database-url", cron.tenant_url, "schedule", "--name", "tenant-recovery")
+    assert result.exit_code == 0, result.stderr
+
+    assert cron.jobs() == [
+        (
+            "stuck-runs-recovery",
+            "* * * * *",
+            "SELECT * FROM public.recover_stuck_runs(older_than => '30 minutes'::interval)",
+            "app",
+            "postgres",
+        ),
+        (
+            "tenant-recovery",
+            "* * * * *",
+            'SELECT * FROM "Tenant\'s ""Runs""".recover_stuck_runs()',
+            "postgres",
+            "postgres",
+        ),
+    ]
+
+    deadline = time.monotonic() + WAIT_FOR_CRON
+    while True:
+        details = {
+            name: run_details(cron, name) for name in ("stuck-runs-recovery", "tenant-recovery")
+        }
+        failed = [(name, d) for name, runs in details.items() for d in runs if d[0] == "failed"]
+        assert not failed, f"pg_cron ran the job and it failed: {failed}"
+        with open_conn(cron.app_url) as app, open_conn(cron.tenant_url) as tenant:
+            recovered = (
+                status_of(app, stuck) == "FAILED" and status_of(tenant, tenant_stuck) == "FAILED"
+            )
+        succeeded = all(any(s == "succeeded" for s, _ in runs) for runs in details.values())
+        if recovered and succeeded:
+            break
+        assert time.monotonic() < deadline, (
+            f"pg_cron did not recover within {WAIT_FOR_CRON} s: {details}\n{cron.cluster.log()[-3000:]}"
+        )
+        time.sleep(0.5)
+
+    # The first run recovered exactly the one stuck run of each database.
+    assert ("succeeded", "SELECT 1") in details["stuck-runs-recovery"]
+    assert ("succeeded", "SELECT 1") in details["tenant-recovery"]
+    with open_conn(cron.app_url) as app:
+        assert status_of(app, recent) == "PROCESSING"
+        assert status_of(app, done) == "COMPLETED"
+        row = app.execute(
+            "SELECT completed, total, error FROM qualification_runs WHERE id = %s", (stuck,)
+        ).fetchone()
+        assert row[:2] == (3, 7) and "Recovered as stuck" in row[2]
+        audit = app.execute(
+            "SELECT recovered_by, older_than FROM run_recoveries WHERE run_id = %s", (stuck,)
+        ).fetchall()
+        assert [(who, str(t)) for who, t in audit] == [("postgres", "0:30:00")]
+
+    shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
+    assert shown.exit_code == 0, shown.stderr
+    assert "pg_cron job 'stuck-runs-recovery'" in shown.stdout and "is installed" in shown.stdout
+    assert "succeeded" in shown.stdout and "SELECT 1" in shown.stdout
+    print(f"pg_cron recovered both databases after {time.monotonic() - started:.1f} s")
+
+
+@needs_pg15
+def test_same_name_replaces_and_unschedule_removes(cron):
+    first = cli("--database-url", cron.app_url, "schedule", "--cron-database", "postgres")
+    assert first.exit_code == 0, first.stderr
+    assert "installed" in first.stderr
+    again = cli(
+        "--database-url",
+        cron.app_url,
+        "schedule",
+        "--cron-database",
+        "postgres",
+        "--every",
+        "*/5 * * * *",
+        "--older-than",
+        "15 minutes",
+    )
+    assert again.exit_code == 0, again.stderr
+    assert "replaced" in again.stderr
+    assert cron.jobs() == [
+        (
+            "stuck-runs-recovery",
+            "*/5 * * * *",
+            "SELECT * FROM public.recover_stuck_runs(older_than => '15 minutes'::interval)",
+            "app",
+            "postgres",
+        )
+    ]
+
+    shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
+    assert shown.exit_code == 0 and "'*/5 * * * *'" in shown.stdout
+    assert "no runs recorded yet" in shown.stdout
+
+    gone = cli("--database-url", cron.app_url, "unschedule", "--cron-database", "postgres")
+    assert gone.exit_code == 0, gone.stderr
+    assert "removed pg_cron job 'stuck-runs-recovery'" in gone.stderr
+    assert cron.jobs() == []
+    twice = cli("--database-url", cron.app_url, "unschedule", "--cron-database", "postgres")
+    assert twice.exit_code == 0 and "nothing to remove" in twice.stderr
+
+    shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
+    assert shown.exit_code == 0 and "is not installed" in shown.stdout
+
+
+@needs_pg15
+def test_another_apps_job_of_the_same_name_is_left_alone(cron):
+    """One cron database, two apps: the default name must not move app's job to the tenant."""
+    assert (
+        cli("--database-url", cron.app_url, "schedule", "--cron-database", "postgres").exit_code
+        == 0
+    )
+    before = cron.jobs()
+    for command in ("schedule", "unschedule"):
+        result = cli("--database-url", cron.tenant_url, command)
+        assert result.exit_code == 1, result.stderr
+        assert "belongs to another app" in result.stderr and "--name" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert cron.jobs() == before
+
+
+@needs_pg15
+@pytest.mark.parametrize(
+    ("every", "who_rejects"),
+    [
+        ("banana", "not a cron expression"),
+        ("* * * *", "not a cron expression"),
+        # pg_cron 1.4 itself would keep everything after the fifth field.
+        ("* * * * *'); DROP TABLE x; --", "not a cron expression"),
+        ("* * * * * *", "not a cron expression"),
+        ("61 * * * *", "invalid schedule: 61 * * * *"),
+        ("@never", "invalid schedule: @never"),
+    ],
+)
+def test_invalid_cron_expression_installs_nothing(cron, every, who_rejects):
+    result = cli(
+        "--database-url", cron.app_url, "schedule", "--cron-database", "postgres", "--every", every
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "Usage: stuck-runs schedule" in result.stderr and "--every" in result.stderr
+    assert who_rejects in result.stderr and "5-field cron expression" in result.stderr
+    assert cron.jobs() == []
+
+
+@needs_pg15
+def test_invalid_cron_expression_keeps_the_installed_job(cron):
+    assert (
+        cli("--database-url", cron.app_url, "schedule", "--cron-database", "postgres").exit_code
+        == 0
+    )
+    before = cron.jobs()
+    result = cli(
+        "--database-url",
+        cron.app_url,
+        "schedule",
+        "--cron-database",
+        "postgres",
+        "--every",
+        "61 * * * *",
+    )
+    assert result.exit_code == 2
+    assert cron.jobs() == before
+
+
+@needs_pg15
+@pytest.mark.parametrize(
+    "older_than", ["banana", "-5 minutes", "0", "5 minutes'::interval); DROP TABLE x; --"]
+)
+def test_invalid_interval_is_a_usage_error(cron, older_than):
+    result = cli(
+        "--database-url",
+        cron.app_url,
+        "schedule",
+        "--cron-database",
+        "postgres",
+        "--older-than",
+        older_than,
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "Usage: stuck-runs schedule" in result.stderr and "--older-than" in result.stderr
+    assert cron.jobs() == []
+
+
+@needs_pg15
+def test_app_database_without_pg_cron_says_which_database_has_it(cron):
+    for args in (
+        ["schedule"],
+        ["unschedule"],
+        ["schedule", "--show"],
+        ["schedule", "--cron-database", "app"],
+    ):
+        result = cli("--database-url", cron.app_url, *args)
+        assert result.exit_code == 1, (args, result.stderr)
+        assert "pg_cron lives in database 'postgres'" in result.stderr
+        assert "--cron-database postgres" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert cron.jobs() == []
+
+
+@needs_pg15
+def test_unmigrated_app_database_says_to_migrate(cron):
+    with cron.cron_conn() as conn:
+        conn.execute("DROP DATABASE IF EXISTS bare")
+        conn.execute("CREATE DATABASE bare")
+    result = cli(
+        "--database-url", cron.cluster.url("bare"), "schedule", "--cron-database", "postgres"
+    )
+    assert result.exit_code == 1
+    assert "stuck-runs migrate" in result.stderr
+    assert cron.jobs() == []
+
+
+@needs_pg15
+def test_role_without_grants_is_told_what_to_grant(cron):
+    """On managed services the app role is no superuser: each missing grant is named."""
+    with cron.cron_conn() as conn:
+        conn.execute("DROP ROLE IF EXISTS worker")
+        conn.execute("CREATE ROLE worker LOGIN")
+    url = cron.app_url.replace("postgres@", "worker@")
+
+    def attempt() -> str:
+        result = cli("--database-url", url, "schedule", "--cron-database", "postgres")
+        assert result.exit_code == 1, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        return result.stderr
+
+    assert "GRANT EXECUTE ON FUNCTION public.recover_stuck_runs TO worker" in attempt()
+    with open_conn(cron.app_url) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION recover_stuck_runs TO worker")
+    assert "GRANT USAGE ON SCHEMA cron TO worker" in attempt()
+    with cron.cron_conn() as conn:
+        conn.execute("GRANT USAGE ON SCHEMA cron TO worker")
+    assert (
+        "GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text,text,text,text,text,boolean) TO worker"
+        in attempt()
+    )
+    with cron.cron_conn() as conn:
+        conn.execute(
+            "GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text,text,text,text,text,boolean) TO worker"
+        )
+    result = cli("--database-url", url, "schedule", "--cron-database", "postgres")
+    assert result.exit_code == 0, result.stderr
+    assert [(j[0], j[3], j[4]) for j in cron.jobs()] == [("stuck-runs-recovery", "app", "worker")]
+    assert cli("--database-url", url, "unschedule", "--cron-database", "postgres").exit_code == 0
+    assert cron.jobs() == []
+
+
+@needs_pg15
+def test_pg_cron_installed_but_not_preloaded():
+    cluster = Cluster()
+    try:
+        cluster.start()
+        migrate(cluster.url())
+        result = cli("--database-url", cluster.url(), "schedule")
+        assert result.exit_code == 1
+        message = result.stderr
+        assert "pg_cron is installed but not loaded" in message
+        assert "shared_preload_libraries = 'pg_cron'" in message
+        assert "cron.database_name = 'postgres'" in message
+        assert "CREATE EXTENSION pg_cron" in message
+        assert len(message.strip().splitlines()) == 1
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.parametrize("args", [["schedule"], ["unschedule"], ["schedule", "--show"]])
+def test_server_without_pg_cron_says_what_to_add(db_url, args):
+    """The shared embedded server has no pg_cron at all."""
+    result = run_cli("--database-url", db_url, *args)
+    assert result.returncode == 1, result.stderr
+    message = result.stderr
+    assert message.startswith("stuck-runs: error: pg_cron is not")
+    assert "shared_preload_libraries = 'pg_cron'" in message
+    assert "cron.database_name" in message and "CREATE EXTENSION pg_cron" in message
+    assert len(message.strip().splitlines()) == 1 and "Traceback" not in message
+
+
+def test_show_takes_no_schedule_options(db_url):
+    result = cli("--database-url", db_url, "schedule", "--show", "--every", "@hourly")
+    assert result.exit_code == 2 and "--show changes nothing" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 64])
+def test_job_name_must_fit_pg_cron(db_url, name):
+    result = cli("--database-url", db_url, "schedule", "--name", name)
+    assert result.exit_code == 2 and "--name" in result.stderr
