@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -12,6 +12,13 @@ from runner.connection import parse_database_url
 def with_dbname(url: str, dbname: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{dbname}", parts.query, ""))
+
+
+def with_query(url: str, **params: str) -> str:
+    """Add query parameters (Prisma's schema=, pool options) to a URL that may have some."""
+    parts = urlsplit(url)
+    query = "&".join([*filter(None, [parts.query]), urlencode(params, quote_via=quote)])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def open_conn(url: str, **kwargs: object) -> psycopg.Connection:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
-from .helpers import insert_run, open_conn, status_of
+from .helpers import insert_run, open_conn, status_of, with_query
 
 
 def cli(*args: str, env: dict[str, str] | None = None):
@@ -157,7 +157,9 @@ def test_missing_database_is_one_line_exit_1(db_url):
 
 
 def test_postgres_scheme_and_prisma_schema(empty_db_url):
-    url = empty_db_url.replace("postgresql://", "postgres://", 1) + "&schema=app&connection_limit=5"
+    url = with_query(
+        empty_db_url.replace("postgresql://", "postgres://", 1), schema="app", connection_limit="5"
+    )
     assert run_cli("--database-url", url, "migrate").returncode == 0
     with open_conn(empty_db_url) as c:
         c.execute(
@@ -246,3 +248,10 @@ def test_batches_respect_the_limit(db_url, conn):
     )
     assert len(result.stdout.splitlines()) == 15
     assert conn.execute("SELECT count(*) FROM active_runs").fetchone()[0] == 10
+
+
+def test_huge_threshold_is_a_no_op(db_url, conn):
+    run_id = insert_run(conn, "PROCESSING", idle="1 hour")
+    result = cli("--database-url", db_url, "recover", "--older-than", "1000 years")
+    assert result.exit_code == 0 and "No stuck runs found" in result.stderr
+    assert status_of(conn, run_id) == "PROCESSING"

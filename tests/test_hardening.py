@@ -158,3 +158,31 @@ def test_sweeps_and_views_read_through_the_partial_index(db_url, big_table, quer
         after = scans(big_table)
     assert after[1] >= before[1] + calls, (before, after)
     assert after[0] == before[0], (before, after)
+
+
+def test_cli_as_a_role_without_execute_gets_a_clear_message(db_url, conn):
+    from urllib.parse import urlsplit, urlunsplit
+
+    from .test_cli import run_cli
+
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{name}" LOGIN')
+    conn.execute(f'GRANT SELECT, UPDATE ON qualification_runs TO "{name}"')
+    conn.execute(f'GRANT SELECT ON stuck_runs_settings, stuck_runs_tables TO "{name}"')
+    conn.execute(f'GRANT SELECT, INSERT ON run_recoveries TO "{name}"')
+    insert_run(conn, "PROCESSING", idle="1 hour")
+    parts = urlsplit(db_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    url = urlunsplit((parts.scheme, f"{name}@{host}", parts.path, parts.query, ""))
+    try:
+        denied = run_cli("--database-url", url, "recover")
+        assert denied.returncode == 1
+        assert "permission denied" in denied.stderr and "GRANT EXECUTE" in denied.stderr
+        assert len(denied.stderr.strip().splitlines()) == 1
+        conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "{name}"')
+        allowed = run_cli("--database-url", url, "recover", "--json")
+        assert allowed.returncode == 0, allowed.stderr
+        assert len(allowed.stdout.splitlines()) == 1
+    finally:
+        conn.execute(f'DROP OWNED BY "{name}"')
+        conn.execute(f'DROP ROLE "{name}"')

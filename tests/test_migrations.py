@@ -14,7 +14,7 @@ from runner.connection import parse_database_url
 from runner.migrations import migrations_dir, sql_dir
 
 from .conftest import migrate
-from .helpers import insert_run, open_conn
+from .helpers import insert_run, open_conn, with_query
 from .schema_snapshot import snapshot
 
 # Landed migrations never change: yoyo records only a migration's id, so an
@@ -86,7 +86,7 @@ def test_concurrent_migrate_applies_once(empty_db_url):
 
 
 def test_migrate_into_a_prisma_schema(empty_db_url):
-    url = empty_db_url + "&schema=App%20Schema"
+    url = with_query(empty_db_url, schema="App Schema")
     result = run_cli("--database-url", url, "migrate")
     assert result.returncode == 0, result.stderr
     with open_conn(empty_db_url) as conn:
