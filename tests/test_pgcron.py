@@ -20,6 +20,8 @@ import pytest
 from .cluster import Cluster, system_extension_available
 from .conftest import migrate
 from .helpers import insert_run, open_conn, status_of
+from .test_adoption import PRISMA_DDL, prisma_run
+from .test_adoption import TABLE as PRISMA_TABLE
 from .test_cli import cli, run_cli
 
 needs_pg15 = pytest.mark.skipif(
@@ -126,6 +128,14 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     with open_conn(cron.app_url) as conn:
         done = insert_run(conn, "COMPLETED", idle="2 hours")
     tenant_stuck = backdated_run(cron.tenant_url, "1 hour", status="PENDING")
+    # The app also has its own Prisma-shaped table, adopted with the proposed mapping.
+    with open_conn(cron.app_url) as conn:
+        conn.execute(PRISMA_DDL)
+    adopted = run_cli("--database-url", cron.app_url, "adopt", "--table", PRISMA_TABLE, "--yes")
+    assert adopted.returncode == 0, adopted.stderr
+    with open_conn(cron.app_url) as conn:
+        prisma_run(conn, "ckcron00001", "PROCESSING", "1 hour", done=2)
+        prisma_run(conn, "ckcron00002", "PROCESSING", "1 minute")
 
     # The real console-script path (python -m runner), for the cross-database job.
     result = run_cli(
@@ -167,8 +177,11 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
         failed = [(name, d) for name, runs in details.items() for d in runs if d[0] == "failed"]
         assert not failed, f"pg_cron ran the job and it failed: {failed}"
         with open_conn(cron.app_url) as app, open_conn(cron.tenant_url) as tenant:
+            prisma = dict(app.execute('SELECT id, status::text FROM "QualificationRun"').fetchall())
             recovered = (
-                status_of(app, stuck) == "FAILED" and status_of(tenant, tenant_stuck) == "FAILED"
+                status_of(app, stuck) == "FAILED"
+                and status_of(tenant, tenant_stuck) == "FAILED"
+                and prisma == {"ckcron00001": "FAILED", "ckcron00002": "PROCESSING"}
             )
         succeeded = all(any(s == "succeeded" for s, _ in runs) for runs in details.values())
         if recovered and succeeded:
@@ -178,8 +191,8 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
         )
         time.sleep(0.5)
 
-    # The first run recovered exactly the one stuck run of each database.
-    assert ("succeeded", "SELECT 1") in details["stuck-runs-recovery"]
+    # The first run recovered exactly the stuck runs: two in `app` (one per table), one in the tenant.
+    assert ("succeeded", "SELECT 2") in details["stuck-runs-recovery"]
     assert ("succeeded", "SELECT 1") in details["tenant-recovery"]
     with open_conn(cron.app_url) as app:
         assert status_of(app, recent) == "PROCESSING"
@@ -196,7 +209,7 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
     assert shown.exit_code == 0, shown.stderr
     assert "pg_cron job 'stuck-runs-recovery'" in shown.stdout and "is installed" in shown.stdout
-    assert "succeeded" in shown.stdout and "SELECT 1" in shown.stdout
+    assert "succeeded" in shown.stdout and "SELECT 2" in shown.stdout
     print(f"pg_cron recovered both databases after {time.monotonic() - started:.1f} s")
 
 
