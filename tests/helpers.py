@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -56,3 +59,34 @@ def status_of(conn: psycopg.Connection, run_id: str) -> str:
     row = conn.execute("SELECT status FROM qualification_runs WHERE id = %s", (run_id,)).fetchone()
     assert row is not None
     return row[0]
+
+
+def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None):
+    """The console script's code path (`python -m runner`), in a fresh interpreter.
+
+    DATABASE_URL from the test environment is dropped unless `env` sets it, so a
+    test only ever talks to the database it names.
+    """
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def explain_sweep(conn: psycopg.Connection, table: str) -> str:
+    """EXPLAIN the exact statement recover_stuck_runs() builds for one adopted table."""
+    sweep = conn.execute(
+        "SELECT stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t"
+        " WHERE t.table_name = %s::regclass",
+        (table,),
+    ).fetchone()[0]
+    conn.execute(f"PREPARE sweep(timestamptz, integer, integer, interval) AS {sweep}")
+    plan = conn.execute(
+        "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes')"
+    ).fetchall()
+    conn.execute("DEALLOCATE sweep")
+    return "\n".join(r[0] for r in plan)

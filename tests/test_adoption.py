@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
-from .helpers import open_conn
+from .helpers import explain_sweep, open_conn
 
 # What `prisma migrate` creates for
 #   enum RunStatus { PENDING PROCESSING COMPLETED FAILED }
@@ -194,17 +194,7 @@ def test_sweep_of_the_adopted_table_uses_its_index(adopted):
         " SELECT 'ckold' || g, 'COMPLETED', now() AT TIME ZONE 'UTC' FROM generate_series(1, 30000) g"
     )
     adopted.execute('ANALYZE "QualificationRun"')
-    sweep = adopted.execute(
-        "SELECT stuck_runs_sweep_sql(t) FROM stuck_runs_tables t WHERE t.table_name = %s::regclass",
-        (TABLE,),
-    ).fetchone()[0]
-    adopted.execute(f"PREPARE sweep(timestamptz, integer, integer, interval) AS {sweep}")
-    plan = "\n".join(
-        r[0]
-        for r in adopted.execute(
-            "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes')"
-        )
-    )
+    plan = explain_sweep(adopted, TABLE)
     assert '"QualificationRun_stuck_runs_idx"' in plan and "Seq Scan" not in plan, plan
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,24 +14,11 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
-from .helpers import insert_run, open_conn, status_of, with_query
+from .helpers import insert_run, open_conn, run_cli, status_of, with_query
 
 
 def cli(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-
-def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None):
-    """The installed console script's code path, in a fresh interpreter."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("DATABASE_URL", None) if env is None or "DATABASE_URL" not in env else None
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
 
 
 def test_recover_prints_active_runs_then_recovered_runs(db_url, conn):

@@ -12,8 +12,7 @@ import pytest
 
 from .cluster import Cluster, system_postgres_available
 from .conftest import migrate
-from .helpers import open_conn
-from .test_cli import run_cli
+from .helpers import open_conn, run_cli
 
 pytestmark = pytest.mark.skipif(
     not system_postgres_available(),

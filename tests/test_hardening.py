@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from .helpers import insert_run, open_conn
+from .helpers import explain_sweep, insert_run, open_conn
 
 OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
 
@@ -104,17 +104,7 @@ def big_table(conn):
 
 def test_the_sweep_statement_uses_the_partial_index(big_table):
     """EXPLAIN the exact statement recover_stuck_runs() builds and runs for the table."""
-    sweep = big_table.execute(
-        "SELECT stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t"
-        " WHERE t.table_name = 'qualification_runs'::regclass"
-    ).fetchone()[0]
-    big_table.execute(f"PREPARE sweep(timestamptz, integer, integer, interval) AS {sweep}")
-    plan = "\n".join(
-        r[0]
-        for r in big_table.execute(
-            "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes')"
-        )
-    )
+    plan = explain_sweep(big_table, "qualification_runs")
     assert "qualification_runs_stuck_runs_idx" in plan, plan
     assert "Seq Scan on qualification_runs" not in plan, plan
 
@@ -163,7 +153,7 @@ def test_sweeps_and_views_read_through_the_partial_index(db_url, big_table, quer
 def test_cli_as_a_role_without_execute_gets_a_clear_message(db_url, conn):
     from urllib.parse import urlsplit, urlunsplit
 
-    from .test_cli import run_cli
+    from .helpers import run_cli
 
     name = f"app_{uuid.uuid4().hex[:8]}"
     conn.execute(f'CREATE ROLE "{name}" LOGIN')

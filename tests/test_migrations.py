@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +12,7 @@ from runner.connection import parse_database_url
 from runner.migrations import migrations_dir, sql_dir
 
 from .conftest import migrate
-from .helpers import insert_run, open_conn, with_query
+from .helpers import insert_run, open_conn, run_cli, with_query
 from .schema_snapshot import snapshot
 
 # Landed migrations never change: yoyo records only a migration's id, so an
@@ -57,18 +55,6 @@ def test_sql_dir_is_rerunnable(db_url):
 
 def test_second_migrate_applies_nothing(db_url):
     assert migrate(db_url) == []
-
-
-def run_cli(
-    *args: str, env: dict | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_concurrent_migrate_applies_once(empty_db_url):

@@ -19,10 +19,10 @@ import pytest
 
 from .cluster import Cluster, system_extension_available
 from .conftest import migrate
-from .helpers import insert_run, open_conn, status_of
+from .helpers import insert_run, open_conn, run_cli, status_of
 from .test_adoption import PRISMA_DDL, prisma_run
 from .test_adoption import TABLE as PRISMA_TABLE
-from .test_cli import cli, run_cli
+from .test_cli import cli
 
 needs_pg15 = pytest.mark.skipif(
     not system_extension_available("pg_cron"),
