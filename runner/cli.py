@@ -194,7 +194,7 @@ def _recover_call(older_than: str | None) -> str:
     )
 
 
-def _bad_value(exc: psycopg.Error, option: str) -> Exception:
+def bad_value(exc: psycopg.Error, option: str) -> Exception:
     """The server's verdict on an option value becomes a usage error; others pass through."""
     if exc.sqlstate in _BAD_VALUE_STATES:
         return BadOptionValue(option, exc.diag.message_primary or str(exc))
@@ -295,7 +295,7 @@ def recover(
                     params,
                 ).fetchone()
             except psycopg.Error as exc:
-                raise _bad_value(exc, "--older-than") from None
+                raise bad_value(exc, "--older-than") from None
             if checks and checks["standby"]:
                 raise OperationalError(
                     "the server is a read-only standby (pg_is_in_recovery() is true); "
@@ -325,7 +325,7 @@ def recover(
                                 note(f"{verb} stuck run(s):")
                             click.echo(output.recovered_line(row))
                 except psycopg.Error as exc:
-                    raise _bad_value(exc, "--older-than/--limit") from None
+                    raise bad_value(exc, "--older-than/--limit") from None
                 if dry_run:
                     conn.rollback()
                     return count, requeued
@@ -519,7 +519,7 @@ def adopt(
             try:
                 mapping = {**propose(conn, table), **given}
             except psycopg.Error as exc:
-                raise _bad_value(exc, "--table") from None
+                raise bad_value(exc, "--table") from None
             note(f"mapping for {table}:")
             for role, column in mapping.items():
                 origin = "given" if role in given else "proposed"
@@ -530,7 +530,7 @@ def adopt(
                 with conn.transaction():
                     entry = adopt_table(conn, table, mapping, statuses, failed_status)
             except psycopg.Error as exc:
-                raise _bad_value(exc, "--column") from None
+                raise bad_value(exc, "--column") from None
             click.echo(f"adopted {entry['table_name']}")
             built = build_missing_indexes(
                 conn, lambda line: note(f"creating index for {line}"), entry["table_name"]
@@ -573,7 +573,7 @@ def unadopt(
                     "SELECT unadopt_runs_table(%s::regclass, %s)", (table, drop_index)
                 ).fetchone()
             except psycopg.Error as exc:
-                raise _bad_value(exc, "--table") from None
+                raise bad_value(exc, "--table") from None
             return bool(row and row[0])
 
     if guarded(work, target, fail_open=False, deadline=None):

@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from .cli import BadOptionValue, Settings, _bad_value, guarded, note, timeout_options
+from .cli import BadOptionValue, Settings, bad_value, guarded, note, timeout_options
 from .connection import OperationalError, Target, connect
 
 DEFAULT_NAME = "stuck-runs-recovery"
@@ -187,7 +187,7 @@ def _describe_app(conn: psycopg.Connection, older_than: str | None) -> AppDataba
                 {"older_than": older_than},
             ).fetchone()
         except psycopg.Error as exc:
-            raise _bad_value(exc, "--older-than") from None
+            raise bad_value(exc, "--older-than") from None
         if not (row and row["positive"]):
             raise BadOptionValue("--older-than", f"must be a positive interval, got {older_than!r}")
     row = conn.execute(_APP_QUERY, {"older_than": older_than}).fetchone()
