@@ -183,6 +183,7 @@ def test_closed_port_exit_1_and_fail_open_exit_0_without_password(closed_port):
     assert strict.stderr.count("\n") == 1 and "Sup3r-S3cret" not in strict.stderr
     relaxed = run_cli("--database-url", url, "recover", "--fail-open")
     assert relaxed.returncode == 0
+    assert relaxed.stderr.count("\n") == 1 and "continuing without recovery" in relaxed.stderr
     assert "Sup3r-S3cret" not in relaxed.stderr + relaxed.stdout
     assert "Traceback" not in relaxed.stderr
 
