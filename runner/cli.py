@@ -61,7 +61,8 @@ def note(message: str) -> None:
 def fail(message: str, *, fail_open: bool) -> NoReturn:
     """Report an operational error in one line; exit 1, or 0 under --fail-open."""
     if fail_open:
-        click.echo(f"stuck-runs: error: {message} (--fail-open: continuing without recovery)", err=True)
+        message += " (--fail-open: continuing without recovery)"
+        click.echo(f"stuck-runs: error: {message}", err=True)
         sys.exit(0)
     click.echo(f"stuck-runs: error: {message}", err=True)
     sys.exit(1)
