@@ -148,6 +148,8 @@ DECLARE
     p_idle   interval[];
     p_act    text[];
     p_try    integer[];
+    probe     text;
+    any_stuck boolean;
     n        integer;
     requeued integer;
     payload  text;
@@ -179,6 +181,21 @@ BEGIN
         ORDER BY s.table_name::text
     LOOP
         EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
+        -- Nothing stuck is the usual case: a probe that costs a fraction of
+        -- building and planning the full sweep answers it.
+        SELECT format('SELECT EXISTS (SELECT FROM %I.%I AS r WHERE r.%I IN (%s) AND r.%I < %s)',
+                      n.nspname, c.relname, t.status_column,
+                      (SELECT string_agg(quote_literal(x), ', ') FROM unnest(t.active_statuses) AS x),
+                      t.updated_at_column,
+                      CASE WHEN a.atttypid = 'timestamp'::regtype
+                           THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END)
+        INTO probe
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = t.updated_at_column
+        WHERE c.oid = t.table_name;
+        EXECUTE probe INTO any_stuck USING cutoff;
+        CONTINUE WHEN NOT any_stuck;
         EXECUTE stuck_runs_sweep_sql(t)
             INTO p_ids, p_st, p_done, p_total, p_age, p_idle, p_act, p_try
             USING cutoff, max_runs - cardinality(ids), max_attempts, older_than;

