@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -319,3 +321,32 @@ def test_hostile_identifiers_are_quoted_never_concatenated(db_url, conn):
     ).fetchall()
     assert rows == [(table, "r'1", 0, 5)]
     assert conn.execute(f'SELECT "Sta""tus" FROM {table}').fetchone()[0] == "FAILED"
+
+
+def test_concurrent_callers_recover_each_adopted_run_once(db_url, adopted):
+    adopted.execute(
+        'INSERT INTO "QualificationRun" (id, status, "updatedAt")'
+        " SELECT 'ckrace' || g, 'PROCESSING', (now() - interval '1 hour') AT TIME ZONE 'UTC'"
+        " FROM generate_series(1, 600) AS g"
+    )
+    barrier = threading.Barrier(4)
+
+    def reaper(_: int) -> list[str]:
+        got: list[str] = []
+        with open_conn(db_url) as c:
+            barrier.wait()
+            while rows := c.execute(
+                "SELECT run_id FROM recover_stuck_runs('5 minutes', max_runs => 25)"
+            ).fetchall():
+                got.extend(r[0] for r in rows)
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(reaper, range(4)))
+    recovered = [run for result in results for run in result]
+    assert len(recovered) == len(set(recovered)) == 600
+    assert sum(1 for r in results if r) > 1, "the callers did not overlap"
+    audit = adopted.execute(
+        "SELECT count(*), count(DISTINCT run_id) FROM run_recoveries"
+    ).fetchone()
+    assert audit == (600, 600)

@@ -25,7 +25,7 @@ def readme_command_lines() -> list[str]:
         for match in re.finditer(r"stuck-runs (?:--database-url \S+ )?([a-z]+)[^\n]*", chunk):
             if match.group(1) not in main.commands:
                 continue
-            line = re.split(r"&&|\"\]|\",|\||`| #", match.group(0))[0].strip()
+            line = re.split(r"&&|\"\]|\",|\||`| #| >", match.group(0))[0].strip()
             if line.count('"') % 2:  # the closing quote of a JSON or YAML string
                 line = line.rstrip('"')
             if "..." not in line:
