@@ -20,8 +20,8 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _resource_dir(name: str) -> Path:
-    """Find migrations/ or sql/: inside the installed wheel, else the source tree."""
-    for candidate in (_HERE / name, _HERE.parent / name):
+    """Find migrations/ or sql/: runner/data/ in an installed wheel, else the source tree."""
+    for candidate in (_HERE / "data" / name, _HERE.parent / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"stuck-runs is installed without its {name}/ directory")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -176,3 +178,33 @@ def test_rollback_removes_everything_and_reapply_works(empty_db_url):
 def test_lock_timeout_option_rejects_nonsense(bad_lock, empty_db_url):
     result = run_cli("--database-url", empty_db_url, "migrate", "--lock-timeout", str(bad_lock))
     assert result.returncode == 2
+
+
+def test_installed_wheel_carries_migrations_and_sql(tmp_path):
+    """`stuck-runs migrate` must find its SQL wherever the package is installed."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(root),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("stuck_runs-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("migrations", "sql"):
+        for path in (root / folder).glob("*.sql"):
+            assert f"runner/data/{folder}/{path.name}" in names
