@@ -24,6 +24,7 @@ DROP FUNCTION IF EXISTS stuck_runs_index_ddl(regclass);
 DROP FUNCTION IF EXISTS stuck_runs_index_name(regclass);
 DROP FUNCTION IF EXISTS stuck_runs_column_type(regclass, text);
 DROP FUNCTION IF EXISTS qualification_runs_touch();
+DROP FUNCTION IF EXISTS stuck_runs_builtin_missing_columns(regclass);
 DROP TABLE IF EXISTS run_recoveries;
 DROP TABLE IF EXISTS stuck_runs_tables;
 DROP TABLE IF EXISTS stuck_runs_settings;

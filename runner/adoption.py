@@ -112,10 +112,7 @@ def build_missing_indexes(
 def unadopted_builtin(conn: psycopg.Connection) -> tuple[str, list[str]] | None:
     """qualification_runs when it exists but was not adopted, with the columns it lacks."""
     row = conn.execute(
-        "SELECT c.oid::regclass::text,"
-        "       ARRAY(SELECT r FROM unnest(ARRAY['id', 'status', 'total', 'completed',"
-        "             'created_at', 'updated_at', 'completed_at', 'error']) AS r"
-        "             WHERE stuck_runs_column_type(c.oid, r) IS NULL)"
+        "SELECT c.oid::regclass::text, stuck_runs_builtin_missing_columns(c.oid)"
         " FROM pg_class AS c"
         " WHERE c.oid = to_regclass(format('%I.qualification_runs', current_schema()))"
         "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)"
