@@ -1,17 +1,31 @@
-"""`stuck-runs adopt`/`unadopt`, and what `migrate` says about tables it did not create.
+"""`stuck-runs adopt` / `unadopt`, and the adoption `migrate --adopt` performs.
 
 The mapping is validated and stored by adopt_runs_table() in SQL; the proposal
 comes from propose_runs_table_mapping(). This module only shows, asks, calls,
 and runs the index statements SQL hands back (CONCURRENTLY needs autocommit).
+Table names resolve in the application's schema (Prisma's ?schema=).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from typing import Any
 
+import click
 import psycopg
 from psycopg.rows import dict_row
+
+from .connection import Target, connect
+from .context import (
+    BadOptionValue,
+    Settings,
+    note,
+    option_values,
+    print_notices,
+    run,
+    timeout_options,
+)
 
 # adopt_runs_table()'s column arguments, by the ROLE names the CLI accepts.
 ROLES = {
@@ -25,6 +39,7 @@ ROLES = {
     "total": "total_column",
     "attempts": "attempts_column",
 }
+REQUIRED = ("id", "status", "created_at", "updated_at")
 # Roles adopt_runs_table() defaults to a column name; the others default to absent.
 _DEFAULTED = {
     "id",
@@ -38,6 +53,52 @@ _DEFAULTED = {
 }
 
 
+def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--column ROLE=COLUMN and --time-zone, shared by `adopt` and `migrate --adopt`."""
+    func = click.option(
+        "--time-zone",
+        metavar="ZONE",
+        help="The zone the application writes its timestamp-without-time-zone columns in "
+        "[UTC, as Prisma does]. Ignored for timestamptz columns.",
+    )(func)
+    return click.option(
+        "--column",
+        "columns",
+        multiple=True,
+        metavar="ROLE=COLUMN",
+        callback=_parse_columns,
+        help=f"Which column plays ROLE ({', '.join(ROLES)}); ROLE= marks it absent. "
+        "Unset roles are proposed by name.",
+    )(func)
+
+
+def _parse_columns(
+    ctx: click.Context, param: click.Parameter, columns: tuple[str, ...]
+) -> dict[str, str | None]:
+    mapping: dict[str, str | None] = {}
+    for item in columns:
+        role, sep, column = item.partition("=")
+        if not sep or role not in ROLES:
+            raise click.BadParameter(
+                f"{item!r}: expected ROLE=COLUMN with ROLE one of {', '.join(ROLES)}"
+            )
+        mapping[role] = column or None
+    return mapping
+
+
+def resolve(conn: psycopg.Connection, target: Target, table: str) -> str:
+    """The table as regclass prints it (from stuck-runs' schema), or a usage error."""
+    with option_values("--table"):
+        row = conn.execute(
+            "SELECT stuck_runs_resolve_table(%s, %s)::text", (table, target.app_schema)
+        ).fetchone()
+    if row is None or row[0] is None:
+        raise BadOptionValue(
+            "--table", f"there is no table {table!r} in schema {target.app_schema!r}"
+        )
+    return row[0]
+
+
 def propose(conn: psycopg.Connection, table: str) -> dict[str, str | None]:
     rows = conn.execute(
         "SELECT role, column_name FROM propose_runs_table_mapping(%s::regclass)", (table,)
@@ -46,43 +107,63 @@ def propose(conn: psycopg.Connection, table: str) -> dict[str, str | None]:
     return {role: by_param.get(param) for role, param in ROLES.items()}
 
 
-def adopt_command(table: str, mapping: dict[str, str | None]) -> str:
-    """The exact `stuck-runs adopt` command line for a mapping, shell-quoted."""
-    parts = ["stuck-runs", "adopt", "--table", table]
+def adopt_command(table: str, mapping: dict[str, str | None], *, migrate: bool = False) -> str:
+    """The exact command line that adopts `table` with `mapping`, shell-quoted."""
+    if migrate:
+        parts = ["stuck-runs", "migrate", "--adopt", table]
+    else:
+        parts = ["stuck-runs", "adopt", "--table", table]
     for role, column in mapping.items():
         if column is not None:
             parts += ["--column", f"{role}={column}"]
         elif role in _DEFAULTED:
             parts += ["--column", f"{role}="]
-    return " ".join(shlex.quote(p) for p in [*parts, "--yes"])
+    return shlex.join(parts if migrate else [*parts, "--yes"])
 
 
-def adopt(
+def current_mapping(conn: psycopg.Connection, table: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM stuck_runs_tables WHERE table_name = %s::regclass", (table,)
+        ).fetchone()
+
+
+def ensure_adopted(
     conn: psycopg.Connection,
     table: str,
     mapping: dict[str, str | None],
     active_statuses: list[str] | None,
     failed_status: str | None,
-) -> dict:
-    """Call adopt_runs_table() with named arguments; values travel as parameters only."""
+    time_zone: str | None,
+) -> bool:
+    """Adopt `table` with this mapping unless it already is; True when something changed."""
+    entry = current_mapping(conn, table)
+    if entry is not None:
+        wanted = {ROLES[role]: column for role, column in mapping.items()}
+        if active_statuses is not None:
+            wanted["active_statuses"] = active_statuses
+        if failed_status is not None:
+            wanted["failed_status"] = failed_status
+        wanted["time_zone"] = time_zone or "UTC"
+        if all(entry.get(key) == value for key, value in wanted.items()):
+            return False
     args = ["table_name => %(table)s::regclass"]
     params: dict[str, object] = {"table": table}
     for role, column in mapping.items():
         param = ROLES[role]
         args.append(f"{param} => %({param})s")  # names come from ROLES, never from input
         params[param] = column
-    if active_statuses is not None:
-        args.append("active_statuses => %(active_statuses)s::text[]")
-        params["active_statuses"] = active_statuses
-    if failed_status is not None:
-        args.append("failed_status => %(failed_status)s")
-        params["failed_status"] = failed_status
-    query = f"SELECT * FROM adopt_runs_table({', '.join(args)})"
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)  # type: ignore[arg-type]
-        row = cur.fetchone()
-    assert row is not None
-    return row
+    for name, value, cast in (
+        ("active_statuses", active_statuses, "::text[]"),
+        ("failed_status", failed_status, ""),
+        ("time_zone", time_zone, ""),
+    ):
+        if value is not None:
+            args.append(f"{name} => %({name})s{cast}")
+            params[name] = value
+    with option_values("--column"), conn.transaction():
+        conn.execute(f"SELECT adopt_runs_table({', '.join(args)})", params)  # type: ignore[arg-type]
+    return True
 
 
 def build_missing_indexes(
@@ -95,10 +176,9 @@ def build_missing_indexes(
     a statement timeout; CONCURRENTLY keeps the application's writes flowing.
     """
     rows = conn.execute(
-        "SELECT t.table_name::text, d.ddl FROM stuck_runs_tables AS t"
+        "SELECT t.table_name::text, d.ddl FROM stuck_runs_covered() AS t"
         " CROSS JOIN LATERAL stuck_runs_index_ddl(t.table_name) AS d(ddl)"
-        " WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)"
-        "   AND (%s::regclass IS NULL OR t.table_name = %s::regclass)",
+        " WHERE %s::regclass IS NULL OR t.table_name = %s::regclass",
         (table, table),
     ).fetchall()
     if rows:
@@ -109,12 +189,115 @@ def build_missing_indexes(
     return len(rows)
 
 
-def unadopted_builtin(conn: psycopg.Connection) -> tuple[str, list[str]] | None:
-    """qualification_runs when it exists but was not adopted, with the columns it lacks."""
+def unadopted_builtin(conn: psycopg.Connection, target: Target) -> tuple[str, list[str]] | None:
+    """The app's qualification_runs when nothing covers it, with the columns it lacks."""
     row = conn.execute(
         "SELECT c.oid::regclass::text, stuck_runs_builtin_missing_columns(c.oid)"
         " FROM pg_class AS c"
-        " WHERE c.oid = to_regclass(format('%I.qualification_runs', current_schema()))"
-        "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)"
+        " WHERE c.oid = stuck_runs_resolve_table('qualification_runs', %s)"
+        "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)",
+        (target.app_schema,),
     ).fetchone()
     return (row[0], list(row[1])) if row else None
+
+
+def creating(line: str) -> None:
+    note(f"creating the sweep index concurrently on {line}")
+
+
+def _open_session(target: Target, connect_timeout: float, statement_timeout: float):
+    conn = connect(
+        target, connect_timeout=connect_timeout, statement_timeout=statement_timeout, session=True
+    )
+    print_notices(conn)
+    return conn
+
+
+@click.command()
+@click.option(
+    "--table",
+    required=True,
+    metavar="NAME",
+    help="The runs table, e.g. qualification_runs or '\"QualificationRun\"' "
+    "(unqualified names are looked up in the URL's ?schema=, else public).",
+)
+@column_options
+@click.option(
+    "--active-statuses", metavar="A,B", help="Statuses of running work [PENDING,PROCESSING]."
+)
+@click.option("--failed-status", metavar="S", help="Status recovery writes [FAILED].")
+@click.option("--yes", is_flag=True, help="Adopt without asking.")
+@timeout_options
+@click.pass_obj
+def adopt(
+    settings: Settings,
+    table: str,
+    columns: dict[str, str | None],
+    time_zone: str | None,
+    active_statuses: str | None,
+    failed_status: str | None,
+    yes: bool,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Cover an existing runs table (your ORM's, your column names) with recovery.
+
+    Proposes which column plays which role by name (createdAt ~ created_at),
+    shows it, asks, adopts, then builds the partial index sweeps need with
+    CREATE INDEX CONCURRENTLY. The table itself is never altered. Adopting again
+    with the same mapping changes nothing.
+
+    \b
+    Example: stuck-runs adopt --table '"QualificationRun"' --column updated_at=updatedAt
+    """
+    statuses = [s.strip() for s in active_statuses.split(",")] if active_statuses else None
+
+    def work(target: Target) -> None:
+        with _open_session(target, connect_timeout, statement_timeout) as conn:
+            name = resolve(conn, target, table)
+            mapping = {**propose(conn, name), **columns}
+            note(f"mapping for {name}:")
+            for role, column in mapping.items():
+                origin = "given" if role in columns else "proposed"
+                click.echo(f"  {role:<13} {column if column else '(absent)'}  [{origin}]", err=True)
+            if not yes:
+                click.confirm(f"Adopt {name} with this mapping?", abort=True, err=True)
+            changed = ensure_adopted(conn, name, mapping, statuses, failed_status, time_zone)
+            click.echo(f"adopted {name}" if changed else f"{name} is already adopted as shown")
+            if not build_missing_indexes(conn, creating, name):
+                note("its sweep index already exists")
+
+    run(settings, work, session="adopt")
+
+
+@click.command()
+@click.option("--table", required=True, metavar="NAME", help="The adopted table.")
+@click.option("--drop-index", is_flag=True, help="Also drop the sweep index adoption created.")
+@timeout_options
+@click.pass_obj
+def unadopt(
+    settings: Settings,
+    table: str,
+    drop_index: bool,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Stop covering a table; its rows are never touched.
+
+    \b
+    Example: stuck-runs unadopt --table '"QualificationRun"'
+    """
+
+    def work(target: Target) -> bool:
+        with _open_session(target, connect_timeout, statement_timeout) as conn:
+            name = resolve(conn, target, table)
+            with option_values("--table"):
+                row = conn.execute(
+                    "SELECT unadopt_runs_table(%s::regclass, %s)", (name, drop_index)
+                ).fetchone()
+            return bool(row and row[0])
+
+    if run(settings, work, session="unadopt"):
+        note(f"{table} is no longer covered by recovery")
+    else:
+        note(f"{table} was not adopted; nothing changed")

@@ -1,27 +1,45 @@
 """Turning a user's database URL into a bounded psycopg connection.
 
-Application URLs are not libpq URLs: Prisma adds `?schema=` (and pool options
-libpq rejects), Heroku-style hosts write `postgres://`. We accept what an app's
-DATABASE_URL holds, use `schema` as the search path, drop what libpq does not
-know, and never let the password reach any output.
+Application URLs are not libpq URLs: Prisma adds `?schema=` and pool options
+that libpq rejects, Heroku-style hosts write `postgres://`. We accept what psql
+accepts (URLs, `key=value` strings, libpq's PG* environment), read Prisma's
+options, drop what libpq does not know, and never let the password reach any
+output.
+
+Nothing the runner does may outlive its transaction on the server: behind a
+transaction pooler (PgBouncer, Supavisor) the next transaction may run on
+another server connection, and ours serves other clients afterwards. So
+`recover`, `list` and `resume` set search_path and statement_timeout with
+`set_config(..., true)` inside each transaction and never prepare statements
+on the server. `migrate`, `adopt` and `schedule` need a session of their own
+(advisory locks, CREATE INDEX CONCURRENTLY, yoyo's several transactions): they
+use the direct URL when there is one and refuse a URL that says it is pooled.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 T = TypeVar("T")
 
+DEFAULT_SCHEMA = "stuck_runs"
+# The application's schema when its URL names none: where Prisma puts its tables.
+DEFAULT_APP_SCHEMA = "public"
 _LIBPQ_KEYWORDS = frozenset(c.keyword.decode() for c in pq.Conninfo.get_defaults())
 _URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I)
+_TRUE = {"true", "1", "yes", "on"}
 
 
 class OperationalError(Exception):
@@ -34,112 +52,141 @@ class DeadlineExceeded(OperationalError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where to connect: a libpq URL plus the schema the app's URL asked for."""
+    """Where to connect, where stuck-runs lives, and where the application's tables are."""
 
     conninfo: str
-    schema: str | None
-    password: str | None
+    # The schema stuck-runs is installed in (--schema, default stuck_runs).
+    schema: str = DEFAULT_SCHEMA
+    # The application's schema: Prisma's ?schema=, else public. Table names resolve here.
+    app_schema: str = DEFAULT_APP_SCHEMA
+    # The URL says it goes through a transaction pooler (Prisma's ?pgbouncer=true).
+    pooled: bool = False
+    secrets: tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
         """Remove the password from `text`, whatever the error put it in."""
-        text = _URL_CREDENTIALS.sub(r"\1***@", text)
-        if self.password:
-            text = text.replace(self.password, "***")
+        text = _redact(text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
         return text
 
+    def in_schema(self, schema: str) -> Target:
+        return replace(self, schema=schema)
 
-def parse_database_url(url: str) -> Target:
-    """Accept postgres:// and postgresql:// URLs, including Prisma's query options."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
+
+def _redact(text: str) -> str:
+    return _KV_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+
+
+def parse_database_url(url: str, *, schema: str = DEFAULT_SCHEMA) -> Target:
+    """Read a URL or key=value string with libpq's own rules, keeping Prisma's options apart.
+
+    URL query parameters libpq does not know (schema, pgbouncer, connection_limit,
+    pool_timeout, ...) are taken out before libpq sees the URL; the rest is
+    passed on byte for byte, so `options=-c%20x%3Dy` stays what the user wrote.
+    """
+    url = url.strip()
+    app_schema: str | None = None
+    pooled = False
+    if re.match(r"^postgres(ql)?://", url):
+        base, _, query = url.partition("?")
+        kept = []
+        for pair in filter(None, query.split("&")):
+            key, _, value = pair.partition("=")
+            name = unquote(key)
+            if name in _LIBPQ_KEYWORDS:
+                kept.append(pair)
+            elif name == "schema" and value:
+                app_schema = unquote(value)
+            elif name == "pgbouncer":
+                pooled = unquote(value).lower() in _TRUE
+        if base.startswith("postgres://"):
+            base = "postgresql://" + base[len("postgres://") :]
+        conninfo = base + ("?" + "&".join(kept) if kept else "")
+    elif "=" in url or not url:
+        conninfo = url
+    else:
         raise OperationalError(
-            "database URL must start with postgresql:// or postgres://, got "
-            f"{_redact_url(url.split('?')[0])!r}"
+            "database URL must be a postgresql:// or postgres:// URL or a key=value "
+            f"connection string, got {_redact(url.split('?')[0])!r}"
         )
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema" and v), None)
-    kept = [(k, v) for k, v in query if k in _LIBPQ_KEYWORDS]
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), ""))
-    password = None
     try:
-        password = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
+        params = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise OperationalError(f"invalid database URL: {_redact_url(str(exc))}") from None
-    return Target(conninfo=conninfo, schema=schema, password=str(password) if password else None)
-
-
-def _redact_url(text: str) -> str:
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
+        raise OperationalError(f"invalid database URL: {_redact(str(exc))}") from None
+    secrets = tuple(str(s) for s in (params.get("password"), os.environ.get("PGPASSWORD")) if s)
+    return Target(
+        conninfo=conninfo,
+        schema=schema,
+        app_schema=app_schema or DEFAULT_APP_SCHEMA,
+        pooled=pooled,
+        secrets=secrets,
+    )
 
 
 def connect(
-    target: Target,
-    *,
-    connect_timeout: float,
-    statement_timeout: float,
-    autocommit: bool = False,
+    target: Target, *, connect_timeout: float, statement_timeout: float, session: bool = False
 ) -> psycopg.Connection:
-    """Open a connection whose every wait is bounded.
+    """Open an autocommit connection whose every wait is bounded.
 
-    The schema and the statement timeout are session settings here (yoyo's
-    migrations need them across transactions); `recover` and `list` run in a
-    single transaction, so a transaction-pooling PgBouncer sees them too.
+    Without `session`, nothing is set on the server connection: run the work in
+    `pinned()` transactions. With `session` (only on an unpooled connection),
+    search_path and statement_timeout are session settings, for yoyo and the
+    statements that cannot run inside a transaction.
     """
     try:
         conn = psycopg.connect(
             target.conninfo,
             connect_timeout=max(1, round(connect_timeout)),
-            application_name="stuck-runs",
+            application_name=os.environ.get("PGAPPNAME", "stuck-runs"),
             autocommit=True,
+            prepare_threshold=None,
         )
     except psycopg.Error as exc:
         raise OperationalError(
-            f"could not connect to the database: {target.redact(_first_line(exc))}"
+            f"could not connect to the database: {target.redact(first_line(exc))}"
         ) from None
-    try:
-        if target.schema:
-            conn.execute(
-                "SELECT set_config('search_path', quote_ident(%s), false)", (target.schema,)
-            )
-        conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)",
-            (f"{int(statement_timeout * 1000)}ms",),
-        )
-    except psycopg.Error as exc:
-        conn.close()
-        raise OperationalError(target.redact(_first_line(exc))) from None
-    conn.autocommit = autocommit
+    if session:
+        try:
+            conn.execute(_SETTINGS, _settings_params(target, statement_timeout, local=False))
+        except psycopg.Error as exc:
+            conn.close()
+            raise OperationalError(target.redact(first_line(exc))) from None
     return conn
 
 
-def _first_line(exc: BaseException) -> str:
+# Only stuck-runs' schema (pg_catalog is searched before it, implicitly; pg_temp
+# last): the application's schema is never on the path, so nothing a co-tenant
+# creates there is picked up, and unqualified CREATEs of the migrations land in ours.
+_SETTINGS = (
+    "SELECT pg_catalog.set_config('search_path',"
+    " pg_catalog.quote_ident(%(schema)s) OPERATOR(pg_catalog.||) ', pg_temp', %(local)s),"
+    " pg_catalog.set_config('statement_timeout', %(timeout)s, %(local)s)"
+)
+
+
+def _settings_params(target: Target, statement_timeout: float, *, local: bool) -> dict:
+    return {
+        "schema": target.schema,
+        "timeout": f"{int(statement_timeout * 1000)}ms",
+        "local": local,
+    }
+
+
+@contextmanager
+def pinned(
+    conn: psycopg.Connection, target: Target, statement_timeout: float
+) -> Iterator[psycopg.Connection]:
+    """One transaction whose settings end with it: safe behind a transaction pooler."""
+    with conn.transaction():
+        conn.execute(_SETTINGS, _settings_params(target, statement_timeout, local=True))
+        yield conn
+
+
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines[:2]) if lines else text
-
-
-def describe_error(exc: psycopg.Error, target: Target) -> str:
-    """One line for an error the server raised, with a hint where we know one."""
-    state = exc.sqlstate or ""
-    diag = exc.diag
-    message = diag.message_primary or _first_line(exc)
-    if state in ("42883", "42P01"):
-        where = f"schema {target.schema!r}" if target.schema else "this database"
-        message = (
-            f"stuck-runs is not installed in {where} ({message}); run `stuck-runs migrate` first"
-        )
-    elif state == "42501":
-        message = (
-            f"{message}; the role needs EXECUTE on the stuck-runs functions "
-            "(GRANT EXECUTE ON FUNCTION recover_stuck_runs TO <role>) and rights on its tables"
-        )
-    elif state == "57014":
-        message = f"{message} (raise --statement-timeout if the database is just slow)"
-    elif state == "25006":
-        message = "the server is a read-only standby; run recovery against the primary"
-    elif diag.message_hint:
-        message = f"{message} ({diag.message_hint})"
-    return target.redact(message)
 
 
 def run_with_deadline(work: Callable[[], T], seconds: float) -> T:

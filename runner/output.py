@@ -38,9 +38,11 @@ def _run_name(row: Mapping[str, Any], id_key: str = "run_id") -> str:
 
 
 def _progress(row: Mapping[str, Any]) -> str:
-    if row.get("completed") is None and row.get("total") is None:
-        return "-/-"
-    return f"{row.get('completed', '-')}/{row.get('total', '-')}"
+    def count(key: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else str(value)
+
+    return f"{count('completed')}/{count('total')}"
 
 
 def active_line(row: Mapping[str, Any]) -> str:
@@ -54,18 +56,20 @@ def active_line(row: Mapping[str, Any]) -> str:
 
 
 def recovered_line(row: Mapping[str, Any]) -> str:
-    target = "PENDING" if row.get("action") == "requeued" else "FAILED"
+    """The status shown is the one the database wrote (an adopted table's own), never assumed."""
+    status = row.get("status") or ("PENDING" if row.get("action") == "requeued" else "FAILED")
     return (
         f"  - Run {_run_name(row)}: {_progress(row)} completed "
-        f"(status: {row['previous_status']} {ARROW} {target}), "
+        f"(status: {row['previous_status']} {ARROW} {status}), "
         f"idle: {human_duration(row['idle'])}"
     )
 
 
 def resumed_line(row: Mapping[str, Any]) -> str:
+    attempts = "" if row.get("attempts") is None else f", attempts: {row['attempts']}"
     return (
-        f"  - Run {_run_name(row, 'id')}: FAILED {ARROW} {row['status']}, "
-        f"{_progress(row)} kept, attempts: {row['attempts']}"
+        f"  - Run {_run_name(row, 'id')}: resumed {ARROW} {row['status']}, "
+        f"{_progress(row)} kept{attempts}"
     )
 
 

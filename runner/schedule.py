@@ -11,9 +11,8 @@ The job's SQL is built on the server with `format('%I')`/`format('%L')` from
 values the server has already validated; nothing a user typed is pasted into
 SQL text by Python.
 
-This module is imported by runner/cli.py after `main` exists (it builds on the
-helpers there), so import `runner.cli`, not this module, first. It stays light:
-`recover` pays for importing it, so no yoyo and nothing slow at import time.
+It stays light: `recover` pays for importing it (the group registers every
+command), so no yoyo and nothing slow at import time.
 """
 
 from __future__ import annotations
@@ -30,8 +29,16 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from .cli import BadOptionValue, Settings, bad_value, guarded, note, timeout_options
 from .connection import OperationalError, Target, connect
+from .context import (
+    BadOptionValue,
+    Settings,
+    locate,
+    note,
+    option_values,
+    run,
+    timeout_options,
+)
 
 DEFAULT_NAME = "stuck-runs-recovery"
 DEFAULT_EVERY = "* * * * *"
@@ -175,19 +182,17 @@ def cron_target(target: Target, cron_database: str | None) -> Target:
     if not cron_database:
         return target
     return dataclasses.replace(
-        target, conninfo=make_conninfo(target.conninfo, dbname=cron_database), schema=None
+        target, conninfo=make_conninfo(target.conninfo, dbname=cron_database)
     )
 
 
 def _describe_app(conn: psycopg.Connection, older_than: str | None) -> AppDatabase:
     if older_than is not None:
-        try:
+        with option_values("--older-than"):
             row = conn.execute(
                 "SELECT %(older_than)s::interval > interval '0' AS positive",
                 {"older_than": older_than},
             ).fetchone()
-        except psycopg.Error as exc:
-            raise bad_value(exc, "--older-than") from None
         if not (row and row["positive"]):
             raise BadOptionValue("--older-than", f"must be a positive interval, got {older_than!r}")
     row = conn.execute(_APP_QUERY, {"older_than": older_than}).fetchone()
@@ -291,9 +296,23 @@ def _literal(text: str) -> str:
 
 
 def _open(target: Target, connect_timeout: float, statement_timeout: float) -> psycopg.Connection:
-    conn = connect(target, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+    """A session of our own (pg_cron's functions are called across statements)."""
+    conn = connect(
+        target, connect_timeout=connect_timeout, statement_timeout=statement_timeout, session=True
+    )
+    conn.autocommit = False
     conn.row_factory = dict_row  # type: ignore[assignment]
     return conn
+
+
+def _app_target(
+    target: Target, settings: Settings, connect_timeout: float, statement_timeout: float
+) -> Target:
+    """Where stuck-runs lives in the app's database (its schema, or 0.1's)."""
+    with _open(target, connect_timeout, statement_timeout) as conn:
+        found = locate(conn, target, settings)
+        conn.rollback()
+    return found
 
 
 @click.command()
@@ -346,7 +365,6 @@ def schedule(
       stuck-runs schedule --show
     """
     settings: Settings = ctx.obj
-    target = settings.target()
     if show:
         given = [
             f"--{p.replace('_', '-')}"
@@ -355,10 +373,11 @@ def schedule(
         ]
         if given:
             raise click.UsageError(f"--show changes nothing: drop {' and '.join(given)}")
-        _show(target, name, cron_database, connect_timeout, statement_timeout)
+        _show(settings, name, cron_database, connect_timeout, statement_timeout)
         return
 
-    def work() -> tuple[str, dict[str, Any], AppDatabase, bool]:
+    def work(target: Target) -> tuple[str, dict[str, Any], AppDatabase, bool]:
+        target = _app_target(target, settings, connect_timeout, statement_timeout)
         with _open(target, connect_timeout, statement_timeout) as app_conn:
             app = _describe_app(app_conn, older_than)
             _require_recovery(app)
@@ -367,8 +386,8 @@ def schedule(
             with _open(cron_target(target, cron_database), connect_timeout, statement_timeout) as c:
                 return _install(c, name, every, app, in_database=True)
 
-    cron_db, job, app, replaced = guarded(
-        work, target, fail_open=False, deadline=2 * (connect_timeout + statement_timeout)
+    cron_db, job, app, replaced = run(
+        settings, work, session="schedule", deadline=3 * (connect_timeout + statement_timeout)
     )
     note(
         f"{'replaced' if replaced else 'installed'} pg_cron job {name!r} (jobid {job['jobid']}) "
@@ -423,7 +442,7 @@ def _install(
 
 
 def _show(
-    target: Target,
+    settings: Settings,
     name: str,
     cron_database: str | None,
     connect_timeout: float,
@@ -431,7 +450,7 @@ def _show(
 ) -> None:
     """Print the job and its latest runs from cron.job_run_details; change nothing."""
 
-    def work() -> list[str]:
+    def work(target: Target) -> list[str]:
         with _open(cron_target(target, cron_database), connect_timeout, statement_timeout) as conn:
             _check_pg_cron(conn, in_database=False)
             job = conn.execute(_JOB_QUERY, (name,)).fetchone()
@@ -475,8 +494,8 @@ def _show(
             lines += [_run_line(r) for r in runs]
         return lines
 
-    for line in guarded(
-        work, target, fail_open=False, deadline=connect_timeout + statement_timeout
+    for line in run(
+        settings, work, session="schedule", deadline=connect_timeout + statement_timeout
     ):
         click.echo(line)
 
@@ -511,9 +530,9 @@ def unschedule(
       stuck-runs unschedule
       stuck-runs unschedule --cron-database postgres
     """
-    target = settings.target()
 
-    def work() -> tuple[str, AppDatabase, dict[str, Any] | None]:
+    def work(target: Target) -> tuple[str, AppDatabase, dict[str, Any] | None]:
+        target = _app_target(target, settings, connect_timeout, statement_timeout)
         with _open(target, connect_timeout, statement_timeout) as app_conn:
             app = _describe_app(app_conn, None)
             if not cron_database or cron_database == app.database:
@@ -521,8 +540,8 @@ def unschedule(
             with _open(cron_target(target, cron_database), connect_timeout, statement_timeout) as c:
                 return _remove(c, name, app)
 
-    cron_db, app, job = guarded(
-        work, target, fail_open=False, deadline=2 * (connect_timeout + statement_timeout)
+    cron_db, app, job = run(
+        settings, work, session="unschedule", deadline=3 * (connect_timeout + statement_timeout)
     )
     if job is None:
         note(

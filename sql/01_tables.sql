@@ -1,8 +1,8 @@
 -- stuck-runs: settings, the registry of runs tables, and the audit trail.
 --
 -- Everything is created unqualified, so it lands in the schema that the
--- connection's search_path selects (current_schema()): `public` by default,
--- the Prisma `?schema=` schema when the runner is given one.
+-- connection's search_path selects (current_schema()): stuck-runs' own schema,
+-- `stuck_runs` unless the runner is given --schema.
 
 CREATE TABLE IF NOT EXISTS stuck_runs_settings (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -30,10 +30,17 @@ CREATE TABLE IF NOT EXISTS stuck_runs_tables (
     active_statuses     text[] NOT NULL,
     failed_status       text NOT NULL,
     managed             boolean NOT NULL DEFAULT false,
-    adopted_at          timestamptz NOT NULL DEFAULT now()
+    adopted_at          timestamptz NOT NULL DEFAULT now(),
+    schema_name         text,
+    relation_name       text,
+    time_zone           text NOT NULL DEFAULT 'UTC'
 );
 COMMENT ON TABLE stuck_runs_tables IS
-    'Runs tables that recovery covers, with their column names. Write it through adopt_runs_table(), which validates the mapping. managed marks the qualification_runs table that stuck-runs created itself.';
+    'Runs tables that recovery covers, with their column names. Write it through adopt_runs_table(), which validates the mapping and checks that the caller owns the table. managed marks the qualification_runs table that stuck-runs created itself.';
+COMMENT ON COLUMN stuck_runs_tables.relation_name IS
+    'The table''s name when it was adopted (with schema_name): an ORM that drops and re-creates the table gives it a new oid, and the name is how the stale entry is reported and replaced.';
+COMMENT ON COLUMN stuck_runs_tables.time_zone IS
+    'The zone in which the application writes its timestamp without time zone columns (UTC for Prisma); unused for timestamptz columns.';
 
 CREATE TABLE IF NOT EXISTS run_recoveries (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -31,10 +31,19 @@ COMMENT ON FUNCTION stuck_runs_literals(text[]) IS
 CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT left(c.relname, 47) || '_stuck_runs_idx' FROM pg_class AS c WHERE c.oid = table_name
+    -- PostgreSQL cuts names at 63 bytes, which would give two tables with a long
+    -- common prefix one index name (and a multibyte name none that matches):
+    -- a long name keeps what fits and adds a hash of the whole name.
+    SELECT CASE
+               WHEN octet_length(c.relname || '_stuck_runs_idx') <= 63 THEN c.relname || '_stuck_runs_idx'
+               ELSE (SELECT left(c.relname, n) FROM generate_series(char_length(c.relname), 0, -1) AS n
+                     WHERE octet_length(left(c.relname, n)) <= 38 LIMIT 1)
+                    || '_' || left(md5(c.relname), 8) || '_stuck_runs_idx'
+           END
+    FROM pg_class AS c WHERE c.oid = table_name
 $$;
 COMMENT ON FUNCTION stuck_runs_index_name(regclass) IS
-    'Name of the partial index that keeps sweeps of a runs table cheap (kept under 63 bytes).';
+    'Name of the partial index that keeps sweeps of a runs table cheap: the table''s name plus _stuck_runs_idx, shortened with a hash when that would not fit in 63 bytes.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
 LANGUAGE sql STABLE
@@ -62,6 +71,35 @@ $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
     'The statements that give an adopted table its sweep index, in order; none when the index exists. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_may_adopt(table_name regclass) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    -- The rule of ALTER TABLE and CREATE INDEX: the owner, a member of the
+    -- owning role, or a superuser. Whatever the caller may read or write.
+    SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+    FROM pg_class AS c WHERE c.oid = table_name
+$$;
+COMMENT ON FUNCTION stuck_runs_may_adopt(regclass) IS
+    'Whether the current role may have recovery write to a table: only its owner may, as for CREATE INDEX; otherwise a role could point a superuser''s recovery at any table.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_tables_check() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT coalesce(stuck_runs_may_adopt(NEW.table_name), false) THEN
+        RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION stuck_runs_tables_check() IS
+    'Guards every write to the registry, not only adopt_runs_table(): a role with INSERT on stuck_runs_tables still cannot get a table it does not own swept.';
+
+DROP TRIGGER IF EXISTS stuck_runs_tables_check ON stuck_runs_tables;
+CREATE TRIGGER stuck_runs_tables_check BEFORE INSERT OR UPDATE ON stuck_runs_tables
+    FOR EACH ROW EXECUTE FUNCTION stuck_runs_tables_check();
+
 CREATE OR REPLACE FUNCTION adopt_runs_table(
     table_name          regclass,
     id_column           text   DEFAULT 'id',
@@ -74,7 +112,8 @@ CREATE OR REPLACE FUNCTION adopt_runs_table(
     total_column        text   DEFAULT 'total',
     active_statuses     text[] DEFAULT '{PENDING,PROCESSING}',
     failed_status       text   DEFAULT 'FAILED',
-    attempts_column     text   DEFAULT NULL
+    attempts_column     text   DEFAULT NULL,
+    time_zone           text   DEFAULT 'UTC'
 ) RETURNS stuck_runs_tables
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -85,12 +124,17 @@ DECLARE
     col_type regtype;
     labels   text[];
     wanted   text;
+    max_len  integer;
 BEGIN
     IF table_name IS NULL OR NOT EXISTS (
         SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind IN ('r', 'p')
     ) THEN
         RAISE EXCEPTION 'adopt_runs_table: % is not a table', coalesce(table_name::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT stuck_runs_may_adopt(table_name) THEN
+        RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
 
     FOR col IN
@@ -134,6 +178,27 @@ BEGIN
         END IF;
     END LOOP;
 
+    SELECT v.name INTO wanted
+    FROM unnest(ARRAY[id_column, status_column, created_at_column, updated_at_column,
+                      completed_at_column, error_column, completed_column, total_column,
+                      attempts_column]) AS v(name)
+    WHERE v.name IS NOT NULL
+    GROUP BY v.name HAVING count(*) > 1
+    LIMIT 1;
+    IF wanted IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" is given for two roles; each role needs a column of its own', wanted
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT a.atttypmod - 4 INTO max_len
+    FROM pg_attribute AS a
+    WHERE a.attrelid = table_name AND a.attname = error_column AND a.atttypmod > 0;
+    IF max_len < 255 THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as error_column) holds at most % characters; recovery''s message needs up to 255', error_column, max_len
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map a wider column, or none (error_column => NULL).';
+    END IF;
+
     IF NOT EXISTS (
         SELECT FROM pg_index AS i
         JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -170,14 +235,35 @@ BEGIN
         END LOOP;
     END IF;
 
+    BEGIN
+        PERFORM now() AT TIME ZONE time_zone;
+    EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
+        RAISE EXCEPTION 'adopt_runs_table: time_zone "%" is not a time zone PostgreSQL knows', time_zone
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example UTC, or a name from pg_timezone_names such as America/New_York.';
+    END;
+    IF time_zone IS NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: time_zone must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- An entry for a table of this name that was dropped (prisma migrate reset)
+    -- is replaced by this one.
+    DELETE FROM stuck_runs_tables AS t
+    WHERE NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+      AND (t.schema_name, t.relation_name) = (
+          SELECT n.nspname::text, c.relname::text
+          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+          WHERE c.oid = table_name);
+
     INSERT INTO stuck_runs_tables AS t
         (table_name, id_column, status_column, created_at_column, updated_at_column,
          completed_at_column, error_column, completed_column, total_column,
-         active_statuses, failed_status, attempts_column)
-    VALUES
-        (table_name, id_column, status_column, created_at_column, updated_at_column,
-         completed_at_column, error_column, completed_column, total_column,
-         active_statuses, failed_status, attempts_column)
+         active_statuses, failed_status, attempts_column, time_zone, schema_name, relation_name)
+    SELECT table_name, id_column, status_column, created_at_column, updated_at_column,
+           completed_at_column, error_column, completed_column, total_column,
+           active_statuses, failed_status, attempts_column, time_zone, n.nspname, c.relname
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name
     ON CONFLICT ON CONSTRAINT stuck_runs_tables_pkey DO UPDATE
     SET id_column = excluded.id_column, status_column = excluded.status_column,
         created_at_column = excluded.created_at_column,
@@ -186,7 +272,8 @@ BEGIN
         error_column = excluded.error_column, completed_column = excluded.completed_column,
         total_column = excluded.total_column, active_statuses = excluded.active_statuses,
         failed_status = excluded.failed_status, attempts_column = excluded.attempts_column,
-        adopted_at = now()
+        time_zone = excluded.time_zone, schema_name = excluded.schema_name,
+        relation_name = excluded.relation_name, adopted_at = now()
     RETURNING t.* INTO entry;
 
     IF EXISTS (SELECT FROM stuck_runs_index_ddl(table_name)) THEN
@@ -196,8 +283,8 @@ BEGIN
     RETURN entry;
 END
 $$;
-COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text) IS
-    'Registers (or re-maps) a runs table so recovery covers it: which column plays which role, which statuses are active and which one means failed. Validates everything up front (SQLSTATE 22023 naming the column or value) so a sweep never meets a bad mapping. Never alters the table; see stuck_runs_index_ddl() for its index.';
+COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text) IS
+    'Registers (or re-maps) a runs table so recovery covers it: which column plays which role, which statuses are active and which one means failed, and in which zone the application writes timestamp without time zone columns. Only the table''s owner may adopt it. Validates everything up front (SQLSTATE 22023 naming the column or value) so a sweep never meets a bad mapping. Never alters the table; see stuck_runs_index_ddl() for its index.';
 
 CREATE OR REPLACE FUNCTION unadopt_runs_table(table_name regclass, drop_index boolean DEFAULT false)
 RETURNS boolean
@@ -205,17 +292,19 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
-    index_name text := stuck_runs_index_name(table_name);
-    qualified  text;
+    qualified text;
 BEGIN
     DELETE FROM stuck_runs_tables AS t WHERE t.table_name = unadopt_runs_table.table_name;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    SELECT format('%I.%I', n.nspname, index_name) INTO qualified
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = table_name;
-    IF qualified IS NOT NULL AND to_regclass(qualified) IS NOT NULL THEN
+    -- Only the index adoption made, on this very table, whatever its name says.
+    SELECT format('%I.%I', n.nspname, ic.relname) INTO qualified
+    FROM pg_index AS i
+    JOIN pg_class AS ic ON ic.oid = i.indexrelid
+    JOIN pg_namespace AS n ON n.oid = ic.relnamespace
+    WHERE i.indrelid = table_name AND ic.relname = stuck_runs_index_name(table_name);
+    IF qualified IS NOT NULL THEN
         IF drop_index THEN
             EXECUTE format('DROP INDEX %s', qualified);
             RAISE NOTICE 'stuck-runs: dropped index %', qualified;
@@ -228,6 +317,63 @@ END
 $$;
 COMMENT ON FUNCTION unadopt_runs_table(regclass, boolean) IS
     'Stops covering a table; its rows are never touched. The sweep index stays unless drop_index: dropping it is a plain DROP INDEX, which briefly locks the table.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
+LANGUAGE sql STABLE
+AS $$
+    -- A name as a person writes it (qualification_runs, "QualificationRun",
+    -- app.runs): unqualified names are looked up in the application's schema,
+    -- never along a search path.
+    SELECT c.oid::regclass
+    FROM (SELECT parse_ident(name) AS parts) AS p
+    JOIN pg_namespace AS n
+      ON n.nspname = CASE cardinality(p.parts) WHEN 1 THEN app_schema ELSE p.parts[1] END
+    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[cardinality(p.parts)]
+    WHERE cardinality(p.parts) IN (1, 2)
+$$;
+COMMENT ON FUNCTION stuck_runs_resolve_table(text, text) IS
+    'The table a user named on the command line, unqualified names in the application''s schema (Prisma''s ?schema=); NULL when there is none.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+        THEN format('%s was dropped (or dropped and re-created): recovery no longer covers it; adopt it again',
+                    coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
+        ELSE (SELECT format('%s no longer fits its mapping: column "%s" (%s) is gone; adopt it again',
+                            t.table_name, v.name, v.role)
+              FROM (VALUES ('id', t.id_column), ('status', t.status_column),
+                           ('created_at', t.created_at_column), ('updated_at', t.updated_at_column),
+                           ('completed_at', t.completed_at_column), ('error', t.error_column),
+                           ('completed', t.completed_column), ('total', t.total_column),
+                           ('attempts', t.attempts_column)) AS v(role, name)
+              WHERE v.name IS NOT NULL AND stuck_runs_column_type(t.table_name, v.name) IS NULL
+              LIMIT 1)
+    END
+$$;
+COMMENT ON FUNCTION stuck_runs_mapping_problem(stuck_runs_tables) IS
+    'Why a registered table can no longer be swept (dropped, a mapped column gone), or NULL when it can.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_coverage_problems(app_schema text DEFAULT 'public')
+RETURNS TABLE (table_name text, problem text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text),
+           stuck_runs_mapping_problem(t)
+    FROM stuck_runs_tables AS t
+    WHERE stuck_runs_mapping_problem(t) IS NOT NULL
+    UNION ALL
+    SELECT c.oid::regclass::text,
+           format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
+                  c.oid::regclass, c.relname)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = app_schema AND c.relname = 'qualification_runs' AND c.relkind IN ('r', 'p')
+      AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)
+    ORDER BY 1
+$$;
+COMMENT ON FUNCTION stuck_runs_coverage_problems(text) IS
+    'What recovery silently misses: registered tables that are gone or no longer fit their mapping, and a qualification_runs in the application''s schema that nothing covers. The runner prints one warning per row at every recover and list.';
 
 CREATE OR REPLACE FUNCTION propose_runs_table_mapping(table_name regclass)
 RETURNS TABLE (role text, column_name text)

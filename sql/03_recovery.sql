@@ -6,29 +6,54 @@ AS $$ SELECT s.older_than FROM stuck_runs_settings AS s $$;
 COMMENT ON FUNCTION stuck_runs_threshold() IS
     'The database''s default threshold, for recover_stuck_runs()''s DEFAULT (a parameter default cannot hold a subquery).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_time_sql(table_name regclass, column_name text, row_alias text)
+DO $type$
+BEGIN
+    CREATE TYPE stuck_runs_recovered_run AS (
+        table_name      text,
+        run_id          text,
+        previous_status text,
+        status          text,
+        completed       integer,
+        total           integer,
+        age             interval,
+        idle            interval,
+        action          text,
+        attempts        integer
+    );
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- sql/ is re-runnable; a change of this type needs a migration anyway
+END
+$type$;
+COMMENT ON TYPE stuck_runs_recovered_run IS
+    'One run a recover_stuck_runs() call changed: what the call returns and the sweeps collect, table by table.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_time_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    -- A timestamp without time zone is read as UTC, which is what Prisma and
-    -- most ORMs write; the comparison stays on the bare column so its index works.
-    SELECT CASE stuck_runs_column_type(table_name, column_name)
-               WHEN 'timestamp'::regtype THEN format('(%I.%I AT TIME ZONE ''UTC'')', row_alias, column_name)
-               ELSE format('%I.%I', row_alias, column_name)
+    -- A timestamp without time zone is read in the zone the application writes
+    -- it in (UTC for Prisma and most ORMs), so the result never depends on the
+    -- reading session's TimeZone.
+    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+               WHEN 'timestamp'::regtype THEN format('(r.%I AT TIME ZONE %L)', column_name, t.time_zone)
+               ELSE format('r.%I', column_name)
            END
 $$;
-COMMENT ON FUNCTION stuck_runs_time_sql(regclass, text, text) IS
-    'SQL text reading a time column as timestamptz, whichever of the two timestamp types it has.';
+COMMENT ON FUNCTION stuck_runs_time_sql(stuck_runs_tables, text) IS
+    'SQL text reading a time column of row r as timestamptz, whichever of the two timestamp types it has.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_now_sql(table_name regclass, column_name text)
+CREATE OR REPLACE FUNCTION stuck_runs_now_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE stuck_runs_column_type(table_name, column_name)
-               WHEN 'timestamp'::regtype THEN '(now() AT TIME ZONE ''UTC'')' ELSE 'now()' END
+    -- clock_timestamp(), not now(): a sign of life is dated when it is written,
+    -- not when a long transaction began, or the next sweep would find it stale.
+    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+               WHEN 'timestamp'::regtype THEN format('(clock_timestamp() AT TIME ZONE %L)', t.time_zone)
+               ELSE 'clock_timestamp()' END
 $$;
-COMMENT ON FUNCTION stuck_runs_now_sql(regclass, text) IS
-    'SQL text for now() as a time column stores it: UTC wall-clock time for timestamp without time zone.';
+COMMENT ON FUNCTION stuck_runs_now_sql(stuck_runs_tables, text) IS
+    'SQL text for the current time as a time column stores it: wall-clock time in the table''s zone for timestamp without time zone.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_count_sql(column_name text) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -38,32 +63,80 @@ $$;
 COMMENT ON FUNCTION stuck_runs_count_sql(text) IS
     'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+               WHEN 'timestamp'::regtype THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
+               ELSE cutoff END
+$$;
+COMMENT ON FUNCTION stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
+    'A timestamptz expression converted to what a time column stores, so that the column itself is compared (and its index used).';
+
+CREATE OR REPLACE FUNCTION stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- A run whose updated_at is NULL has shown no sign of life since it was created.
+    SELECT CASE WHEN a.attnotnull THEN stuck_runs_time_sql(t, t.updated_at_column)
+                ELSE format('coalesce(%s, %s)', stuck_runs_time_sql(t, t.updated_at_column),
+                            stuck_runs_time_sql(t, t.created_at_column)) END
+    FROM pg_attribute AS a
+    WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
+$$;
+COMMENT ON FUNCTION stuck_runs_touched_sql(stuck_runs_tables) IS
+    'SQL text for the last sign of life of row r as timestamptz: updated_at, or created_at where updated_at is NULL.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- The one definition of "stuck" for row r, shared by the sweep, its probe and
+    -- the views. The comparison stays on the bare updated_at column (the cutoff
+    -- is converted instead) and statuses are literals, so the partial sweep index
+    -- serves it. The created_at arm only exists where updated_at may be NULL.
+    SELECT format('r.%I IN (%s) AND (r.%I < %s%s)',
+                  t.status_column, stuck_runs_literals(t.active_statuses),
+                  t.updated_at_column, stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
+                  CASE WHEN a.attnotnull THEN ''
+                       ELSE format(' OR (r.%I IS NULL AND r.%I < %s)', t.updated_at_column,
+                                   t.created_at_column,
+                                   stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
+    FROM pg_attribute AS a
+    WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
+$$;
+COMMENT ON FUNCTION stuck_runs_stuck_sql(stuck_runs_tables, text) IS
+    'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
+
 CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
-    -- $3 max_attempts, $4 older_than. Statuses are spelled as literals because
-    -- the planner only matches the partial index against literal values.
+    -- $3 max_attempts, $4 older_than.
     qualified   text := stuck_runs_qualified_name(t.table_name);
-    active      text := stuck_runs_literals(t.active_statuses);
     status_type text := stuck_runs_column_type(t.table_name, t.status_column)::text;
-    is_local    boolean := stuck_runs_column_type(t.table_name, t.updated_at_column) = 'timestamp'::regtype;
-    cutoff      text := CASE WHEN is_local THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END;
     requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
                              ELSE format('coalesce(r.%I < $3, false)', t.attempts_column) END;
-    progress    text;
+    error_len   integer;
+    message     text;
     sets        text[];
 BEGIN
-    progress := CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
-                     THEN '''. Partial progress was kept.'''
-                     ELSE format('''. Partial progress ('' || r.%I || ''/'' || r.%I || '') was kept.''',
-                                 t.completed_column, t.total_column) END;
+    SELECT a.atttypmod - 4 INTO error_len
+    FROM pg_attribute AS a
+    WHERE a.attrelid = t.table_name AND a.attname = t.error_column AND a.atttypmod > 0;
+    -- Never NULL, whatever the progress columns hold; cut to the column's width.
+    message := format(
+        $msg$left('Recovered as stuck by stuck-runs: ' || c.status || ' with no sign of life for ' || coalesce(CASE WHEN isfinite(c.touched) THEN date_trunc('second', now() - c.touched)::text END, 'an unknown time') || ' (threshold ' || $4::text || ')' || %s, %s)$msg$,
+        CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
+             THEN $msg$'. Partial progress was kept.'$msg$
+             ELSE format($msg$'. Partial progress (' || coalesce(r.%I::text, '?') || '/' || coalesce(r.%I::text, '?') || ') was kept.'$msg$,
+                         t.completed_column, t.total_column) END,
+        coalesce(error_len, 1000));
     sets := ARRAY[
         format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
                t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
         format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
-               t.updated_at_column, requeue, stuck_runs_now_sql(t.table_name, t.updated_at_column),
+               t.updated_at_column, requeue, stuck_runs_now_sql(t, t.updated_at_column),
                t.updated_at_column)];
     IF t.attempts_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I + 1 ELSE r.%I END',
@@ -72,99 +145,80 @@ BEGIN
     IF t.completed_at_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
             t.completed_at_column, requeue, t.completed_at_column,
-            stuck_runs_now_sql(t.table_name, t.completed_at_column));
+            stuck_runs_now_sql(t, t.completed_at_column));
     END IF;
     IF t.error_column IS NOT NULL THEN
-        sets := sets || format(
-            '%I = CASE WHEN %s THEN r.%I ELSE ''Recovered as stuck by stuck-runs: '' || c.status'
-            ' || '' with no sign of life for '' || date_trunc(''second'', now() - c.touched)'
-            ' || '' (threshold '' || $4 || '')'' || %s END',
-            t.error_column, requeue, t.error_column, progress);
+        sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
+                               t.error_column, requeue, t.error_column, message);
     END IF;
 
     RETURN format($sql$
         WITH candidates AS (
             SELECT r.%1$I AS id, r.%2$I::text AS status, %3$s AS touched
             FROM %4$s AS r
-            WHERE r.%2$I IN (%5$s) AND r.%6$I < %7$s
+            WHERE %5$s
             ORDER BY r.%6$I
             LIMIT $2
             FOR UPDATE OF r SKIP LOCKED
         ), changed AS (
             UPDATE %4$s AS r
-            SET %8$s
+            SET %7$s
             FROM candidates AS c
-            WHERE r.%1$I = c.id AND r.%2$I IN (%5$s) AND r.%6$I < %7$s
-            RETURNING r.%1$I::text AS id, c.status, %9$s AS completed, %10$s AS total,
-                      now() - %11$s AS age, now() - c.touched AS idle,
+            WHERE r.%1$I = c.id AND %5$s
+            RETURNING %8$L::text AS table_name, r.%1$I::text AS run_id, c.status AS previous_status,
+                      r.%2$I::text AS status, %9$s AS completed, %10$s AS total,
+                      CASE WHEN isfinite(%11$s) THEN now() - %11$s END AS age,
+                      CASE WHEN isfinite(c.touched) THEN now() - c.touched END AS idle,
                       CASE WHEN r.%2$I::text = %12$L THEN 'failed' ELSE 'requeued' END AS action,
                       %13$s AS attempts
         ), audit AS (
             INSERT INTO run_recoveries
                 (table_name, run_id, previous_status, completed, total, age, idle, older_than, action)
-            SELECT %14$L, c.id, c.status, c.completed, c.total, c.age, c.idle, $4, c.action
+            SELECT c.table_name, c.run_id, c.previous_status, c.completed, c.total, c.age, c.idle, $4, c.action
             FROM changed AS c
         )
-        SELECT array_agg(c.id), array_agg(c.status), array_agg(c.completed), array_agg(c.total),
-               array_agg(c.age), array_agg(c.idle), array_agg(c.action), array_agg(c.attempts)
-        FROM changed AS c
+        SELECT array_agg(c::stuck_runs_recovered_run) FROM changed AS c
         $sql$,
-        t.id_column, t.status_column, stuck_runs_time_sql(t.table_name, t.updated_at_column, 'r'),
-        qualified, active, t.updated_at_column, cutoff,
+        t.id_column, t.status_column, stuck_runs_touched_sql(t),
+        qualified, stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
         array_to_string(sets, ', '),
+        t.table_name::text,
         stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-        stuck_runs_time_sql(t.table_name, t.created_at_column, 'r'),
+        stuck_runs_time_sql(t, t.created_at_column),
         t.failed_status,
-        stuck_runs_count_sql(t.attempts_column),
-        t.table_name::text);
+        stuck_runs_count_sql(t.attempts_column));
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
-    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, write the audit rows, all at once. Identifiers go through %I, values through %L or parameters.';
+    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, write the audit rows, all at once. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_covered() RETURNS SETOF stuck_runs_tables
+LANGUAGE sql STABLE
+AS $$
+    SELECT s.* FROM stuck_runs_tables AS s
+    WHERE stuck_runs_mapping_problem(s) IS NULL
+    ORDER BY s.table_name::text
+$$;
+COMMENT ON FUNCTION stuck_runs_covered() IS
+    'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
     older_than   interval DEFAULT stuck_runs_threshold(),
     max_runs     integer  DEFAULT NULL,
     max_attempts integer  DEFAULT NULL
-) RETURNS TABLE (
-    table_name      text,
-    run_id          text,
-    previous_status text,
-    completed       integer,
-    total           integer,
-    age             interval,
-    idle            interval,
-    action          text,
-    attempts        integer
-)
+) RETURNS SETOF stuck_runs_recovered_run
 LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
-    cutoff   timestamptz;
-    t        stuck_runs_tables;
-    tables   text[] := '{}'::text[];
-    ids      text[] := '{}'::text[];
-    statuses text[] := '{}'::text[];
-    dones    integer[] := '{}'::integer[];
-    totals   integer[] := '{}'::integer[];
-    ages     interval[] := '{}'::interval[];
-    idles    interval[] := '{}'::interval[];
-    actions  text[] := '{}'::text[];
-    tries    integer[] := '{}'::integer[];
-    p_ids    text[];
-    p_st     text[];
-    p_done   integer[];
-    p_total  integer[];
-    p_age    interval[];
-    p_idle   interval[];
-    p_act    text[];
-    p_try    integer[];
-    probe     text;
+    cutoff    timestamptz;
+    t         stuck_runs_tables;
+    runs      stuck_runs_recovered_run[] := '{}';
+    swept     stuck_runs_recovered_run[];
     any_stuck boolean;
-    n        integer;
-    requeued integer;
-    payload  text;
+    n         integer;
+    requeued  integer;
+    payload   text;
 BEGIN
     IF older_than IS NULL OR older_than <= interval '0' THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
@@ -187,47 +241,39 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END;
 
-    FOR t IN
-        SELECT s.* FROM stuck_runs_tables AS s
-        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
-        ORDER BY s.table_name::text
-    LOOP
-        EXIT WHEN max_runs IS NOT NULL AND cardinality(ids) >= max_runs;
-        -- Nothing stuck is the usual case: a probe that costs a fraction of
-        -- building and planning the full sweep answers it.
-        probe := format('SELECT EXISTS (SELECT FROM %s AS r WHERE r.%I IN (%s) AND r.%I < %s)',
-                        stuck_runs_qualified_name(t.table_name), t.status_column,
-                        stuck_runs_literals(t.active_statuses), t.updated_at_column,
-                        CASE WHEN stuck_runs_column_type(t.table_name, t.updated_at_column)
-                                  = 'timestamp'::regtype
-                             THEN '($1 AT TIME ZONE ''UTC'')' ELSE '$1' END);
-        EXECUTE probe INTO any_stuck USING cutoff;
-        CONTINUE WHEN NOT any_stuck;
-        EXECUTE stuck_runs_sweep_sql(t)
-            INTO p_ids, p_st, p_done, p_total, p_age, p_idle, p_act, p_try
-            USING cutoff, max_runs - cardinality(ids), max_attempts, older_than;
-        CONTINUE WHEN p_ids IS NULL;
-        tables := tables || array_fill(t.table_name::text, ARRAY[cardinality(p_ids)]);
-        ids := ids || p_ids;
-        statuses := statuses || p_st;
-        dones := dones || p_done;
-        totals := totals || p_total;
-        ages := ages || p_age;
-        idles := idles || p_idle;
-        actions := actions || p_act;
-        tries := tries || p_try;
+    -- For each table: probe, sweep, collect. A table that fails (altered under
+    -- us, a row that a trigger or a CHECK refuses, a value out of range) is
+    -- rolled back alone and reported; the other tables are still recovered.
+    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+        EXIT WHEN max_runs IS NOT NULL AND cardinality(runs) >= max_runs;
+        BEGIN
+            -- Nothing stuck is the usual case: a probe that costs a fraction of
+            -- building and planning the full sweep answers it.
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
+                           stuck_runs_qualified_name(t.table_name), stuck_runs_stuck_sql(t, '$1'))
+                INTO any_stuck USING cutoff;
+            CONTINUE WHEN NOT any_stuck;
+            EXECUTE stuck_runs_sweep_sql(t)
+                INTO swept
+                USING cutoff, max_runs - cardinality(runs), max_attempts, older_than;
+            runs := runs || coalesce(swept, '{}');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not swept: %', t.table_name, SQLERRM
+                USING DETAIL = format('SQLSTATE %s; the other tables were recovered.', SQLSTATE);
+        END;
     END LOOP;
 
-    n := cardinality(ids);
+    n := cardinality(runs);
     IF n > 0 THEN
         -- One notification per recovering call, delivered on commit only. Run ids
         -- are listed while the payload stays under PostgreSQL's 8000-byte limit.
-        requeued := coalesce(cardinality(array_positions(actions, 'requeued')), 0);
+        SELECT count(*) FILTER (WHERE u.action = 'requeued') INTO requeued FROM unnest(runs) AS u;
         IF n <= 200 THEN
             payload := json_build_object(
                 'count', n, 'failed', n - requeued, 'requeued', requeued,
-                'runs', (SELECT json_agg(json_build_object('table', u.tbl, 'run_id', u.id, 'action', u.act))
-                         FROM unnest(tables, ids, actions) AS u(tbl, id, act)),
+                'runs', (SELECT json_agg(json_build_object('table', u.table_name, 'run_id', u.run_id,
+                                                           'action', u.action))
+                         FROM unnest(runs) AS u),
                 'runs_omitted', false)::text;
         END IF;
         IF payload IS NULL OR octet_length(payload) >= 8000 THEN
@@ -238,15 +284,11 @@ BEGIN
         PERFORM pg_notify('stuck_runs_recovered', payload);
     END IF;
 
-    RETURN QUERY
-    SELECT u.*
-    FROM unnest(tables, ids, statuses, dones, totals, ages, idles, actions, tries)
-         AS u(table_name, run_id, previous_status, completed, total, age, idle, action, attempts)
-    ORDER BY u.idle DESC, u.table_name, u.run_id;
+    RETURN QUERY SELECT u.* FROM unnest(runs) AS u ORDER BY u.idle DESC, u.table_name, u.run_id;
 END
 $$;
 COMMENT ON FUNCTION recover_stuck_runs(interval, integer, integer) IS
-    'Marks FAILED every active run, in every adopted table, with no sign of life (updated_at) for longer than older_than, keeping its progress; returns one row per run this call changed and audits each in run_recoveries. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs; with max_attempts a run with retries left goes back to its first active status instead (action requeued). Sends one NOTIFY stuck_runs_recovered per call that changed anything.';
+    'Marks FAILED every active run, in every adopted table, with no sign of life (updated_at) for longer than older_than, keeping its progress; returns one row per run this call changed, with the status it has now, and audits each in run_recoveries. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs; with max_attempts a run with retries left goes back to its first active status instead (action requeued). A table that cannot be swept raises a WARNING naming it and does not stop the others. Sends one NOTIFY stuck_runs_recovered per call that changed anything.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_list(idle_longer_than interval)
 RETURNS TABLE (
@@ -262,32 +304,33 @@ LANGUAGE plpgsql STABLE
 AS $$
 #variable_conflict use_variable
 DECLARE
-    t        stuck_runs_tables;
-    is_local boolean;
+    t stuck_runs_tables;
 BEGIN
-    FOR t IN
-        SELECT s.* FROM stuck_runs_tables AS s
-        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
-        ORDER BY s.table_name::text
-    LOOP
-        is_local := stuck_runs_column_type(t.table_name, t.updated_at_column) = 'timestamp'::regtype;
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::text, r.%I::text, r.%I::text, %s, %s, now() - %s, now() - %s'
-            ' FROM %s AS r WHERE r.%I IN (%s) AND ($1 IS NULL OR r.%I < %s)',
-            t.table_name::text, t.id_column, t.status_column,
-            stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-            stuck_runs_time_sql(t.table_name, t.created_at_column, 'r'),
-            stuck_runs_time_sql(t.table_name, t.updated_at_column, 'r'),
-            stuck_runs_qualified_name(t.table_name), t.status_column,
-            stuck_runs_literals(t.active_statuses),
-            t.updated_at_column,
-            CASE WHEN is_local THEN '((now() - $1) AT TIME ZONE ''UTC'')' ELSE '(now() - $1)' END)
-        USING idle_longer_than;
+    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+        BEGIN
+            -- An infinite timestamp has no age: NULL, not an out-of-range error.
+            RETURN QUERY EXECUTE format(
+                'SELECT %1$L::text, r.%2$I::text, r.%3$I::text, %4$s, %5$s,'
+                ' CASE WHEN isfinite(%6$s) THEN now() - %6$s END,'
+                ' CASE WHEN isfinite(%7$s) THEN now() - %7$s END'
+                ' FROM %8$s AS r WHERE %9$s',
+                t.table_name::text, t.id_column, t.status_column,
+                stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
+                stuck_runs_time_sql(t, t.created_at_column), stuck_runs_touched_sql(t),
+                stuck_runs_qualified_name(t.table_name),
+                CASE WHEN idle_longer_than IS NULL
+                     THEN format('r.%I IN (%s)', t.status_column, stuck_runs_literals(t.active_statuses))
+                     ELSE stuck_runs_stuck_sql(t, '(now() - $1)') END)
+            USING idle_longer_than;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
+                USING DETAIL = format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
+        END;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_list(interval) IS
-    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views.';
+    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. A table that cannot be read raises a WARNING and is left out.';
 
 CREATE OR REPLACE VIEW active_runs AS
 SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
@@ -326,10 +369,7 @@ BEGIN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR t IN
-        SELECT s.* FROM stuck_runs_tables AS s
-        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
-          AND (in_table IS NULL OR s.table_name = in_table)
-        ORDER BY s.table_name::text
+        SELECT * FROM stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
     LOOP
         qualified := stuck_runs_qualified_name(t.table_name);
         BEGIN
@@ -362,7 +402,7 @@ BEGIN
         ' RETURNING %L::text, r.%I::text, r.%I::text, %s, %s, %s',
         found_q, t.status_column, t.active_statuses[1],
         stuck_runs_column_type(t.table_name, t.status_column),
-        t.updated_at_column, stuck_runs_now_sql(t.table_name, t.updated_at_column),
+        t.updated_at_column, stuck_runs_now_sql(t, t.updated_at_column),
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN '' ELSE format(', %I = r.%I + 1', t.attempts_column, t.attempts_column) END,

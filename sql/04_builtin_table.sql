@@ -12,7 +12,9 @@ AS $$
 BEGIN
     IF NEW.status IN ('PENDING', 'PROCESSING')
        AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
-        NEW.updated_at := now();
+        -- When the write happens, not when its transaction began: a worker
+        -- reporting progress inside a long transaction is alive now.
+        NEW.updated_at := clock_timestamp();
     END IF;
     RETURN NEW;
 END
@@ -51,7 +53,7 @@ BEGIN
                          CONSTRAINT qualification_runs_attempts_check CHECK (attempts >= 0)
         );
         COMMENT ON COLUMN qualification_runs.updated_at IS
-            'Last sign of life of the run. Any update that leaves the run PENDING or PROCESSING moves it to now() unless the update sets it itself; recovery (a move to FAILED) leaves it as it was.';
+            'Last sign of life of the run. Any update that leaves the run PENDING or PROCESSING moves it to clock_timestamp() unless the update sets it itself; recovery (a move to FAILED) leaves it as it was.';
         COMMENT ON COLUMN qualification_runs.attempts IS
             'Retries so far: resume_run() and a requeueing recover_stuck_runs(max_attempts => N) add one.';
         -- A sweep must cost O(active runs), not O(table): finished runs pile up

@@ -1,26 +1,78 @@
--- stuck-runs: pin every function's search_path and take EXECUTE away from PUBLIC.
---
--- The schema is only known at install time (public, or the app's own schema),
--- so the pinning is done here for every function of ours in current_schema():
--- pg_catalog first so no one can shadow now() or format(), our schema next,
--- pg_temp last so a temporary table cannot stand in for ours (CVE-2018-1058).
--- Run this after any CREATE OR REPLACE FUNCTION: replacing a function resets
--- its SET clauses.
-DO $harden$
+-- stuck-runs: pin every function's search_path, take EXECUTE away from PUBLIC,
+-- and say which GRANTs a role needs to use stuck-runs.
+
+CREATE OR REPLACE FUNCTION stuck_runs_schema() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+    WHERE c.oid = 'stuck_runs_settings'::regclass
+$$;
+COMMENT ON FUNCTION stuck_runs_schema() IS
+    'The schema stuck-runs lives in, quoted as needed: inside a function with a pinned search_path, current_schema() is pg_catalog.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
+LANGUAGE plpgsql
+AS $$
 DECLARE
-    fn regprocedure;
+    fn     regprocedure;
+    schema text := stuck_runs_schema();
 BEGIN
+    -- pg_catalog first so no one can shadow now() or format(), our schema next,
+    -- pg_temp last so a temporary table cannot stand in for ours
+    -- (CVE-2018-1058). No other schema: the application's schema and public may
+    -- be writable by roles that must not get a privileged caller to run their
+    -- code. Every migration that creates or replaces a function calls this:
+    -- CREATE OR REPLACE resets a function's SET clauses.
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(pg_catalog.current_schema()))
+        WHERE p.pronamespace = schema::regnamespace
           AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname IN (
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
     LOOP
-        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
-                                  fn, pg_catalog.current_schema());
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
+                                  fn, schema);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
 END
-$harden$;
+$$;
+COMMENT ON FUNCTION stuck_runs_harden() IS
+    'Pins the search_path of every stuck-runs function of the current schema and revokes EXECUTE from PUBLIC; each migration calls it last.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_grant_sql(role_name text) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    -- Everything `stuck-runs recover`, `list` and `resume` (and the pg_cron job)
+    -- touch, and nothing more: the schema, every function (the public ones call
+    -- the helpers), the settings and registry (read), the audit (append), the
+    -- views, and each covered table (read and update).
+    SELECT format('GRANT USAGE ON SCHEMA %s TO %I', stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+                  stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT * FROM (
+        SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
+        FROM stuck_runs_tables AS t
+        JOIN pg_class AS c ON c.oid = t.table_name
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.oid <> stuck_runs_schema()::regnamespace
+        GROUP BY n.nspname
+        ORDER BY n.nspname) AS schemas
+    UNION ALL
+    SELECT * FROM (
+        SELECT format('GRANT SELECT, UPDATE ON %s TO %I', stuck_runs_qualified_name(t.table_name), role_name)
+        FROM stuck_runs_tables AS t
+        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+        ORDER BY t.table_name::text) AS tables
+$$;
+COMMENT ON FUNCTION stuck_runs_grant_sql(text) IS
+    'The exact GRANT statements a role needs to recover, list and resume runs with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
+
+-- A DO block: yoyo would print a SELECT's result.
+DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;

@@ -20,7 +20,7 @@ import pytest
 from runner.connection import parse_database_url
 from runner.migrations import apply_migrations
 
-from .helpers import with_dbname
+from .helpers import open_conn, with_dbname
 
 # Under CI (or STUCK_RUNS_REQUIRE_ALL=1) a skipped test fails the run: a green
 # build that skipped the PostgreSQL, pg_cron or crash tests proves nothing.
@@ -107,5 +107,5 @@ def empty_db_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(parse_database_url(db_url).conninfo, autocommit=True) as c:
+    with open_conn(db_url) as c:
         yield c

@@ -25,11 +25,18 @@ def with_query(url: str, **params: str) -> str:
 
 
 def open_conn(url: str, **kwargs: object) -> psycopg.Connection:
+    """A connection as the app sees it: its schema (the URL's ?schema=) first, then stuck-runs'.
+
+    Tables a test creates land in the app's schema; stuck-runs' functions, views
+    and built-in table are found in theirs.
+    """
     kwargs.setdefault("autocommit", True)
-    conn = psycopg.connect(parse_database_url(url).conninfo, **kwargs)  # type: ignore[arg-type]
     target = parse_database_url(url)
-    if target.schema:
-        conn.execute("SELECT set_config('search_path', quote_ident(%s), false)", (target.schema,))
+    conn = psycopg.connect(target.conninfo, **kwargs)  # type: ignore[arg-type]
+    conn.execute(
+        "SELECT set_config('search_path', quote_ident(%s) || ', ' || quote_ident(%s), false)",
+        (target.app_schema, target.schema),
+    )
     return conn
 
 

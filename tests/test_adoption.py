@@ -38,6 +38,8 @@ CREATE TABLE "QualificationRun" (
 );
 """
 TABLE = '"QualificationRun"'
+# How recovery's rows name it: qualified, since the app's schema is not stuck-runs' own.
+SHOWN = 'public."QualificationRun"'
 PROPOSED = {
     "id_column": "id",
     "status_column": "status",
@@ -128,7 +130,7 @@ def test_recover_from_sql_on_the_prisma_table(adopted):
         "SELECT table_name, run_id, previous_status, completed, total, idle"
         " FROM recover_stuck_runs('5 minutes')"
     ).fetchall()
-    assert [r[:5] for r in rows] == [(TABLE, "ckstuck0001", "PROCESSING", 4, 10)]
+    assert [r[:5] for r in rows] == [(SHOWN, "ckstuck0001", "PROCESSING", 4, 10)]
     assert 19 * 60 < rows[0][5].total_seconds() < 21 * 60
     adopted.execute("SET TimeZone = 'UTC'")
     run = adopted.execute(
@@ -145,14 +147,14 @@ def test_recover_from_sql_on_the_prisma_table(adopted):
         "ckdone00001": "COMPLETED",
     }
     audit = adopted.execute("SELECT table_name, run_id FROM run_recoveries").fetchall()
-    assert audit == [(TABLE, "ckstuck0001")]
+    assert audit == [(SHOWN, "ckstuck0001")]
 
 
 def test_views_and_runner_cover_the_adopted_table(db_url, adopted):
     prisma_run(adopted, "ckstuck0002", "PENDING", "1 hour")
     prisma_run(adopted, "ckalive0002", "PROCESSING", "10 seconds")
     active = adopted.execute("SELECT table_name, run_id, stuck FROM active_runs ORDER BY run_id")
-    assert active.fetchall() == [(TABLE, "ckalive0002", False), (TABLE, "ckstuck0002", True)]
+    assert active.fetchall() == [(SHOWN, "ckalive0002", False), (SHOWN, "ckstuck0002", True)]
     assert adopted.execute("SELECT run_id FROM stuck_runs").fetchall() == [("ckstuck0002",)]
     result = subprocess.run(
         [sys.executable, "-m", "runner", "--database-url", db_url, "recover", "--json"],
@@ -163,7 +165,7 @@ def test_views_and_runner_cover_the_adopted_table(db_url, adopted):
     assert result.returncode == 0, result.stderr
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert (row["table_name"], row["run_id"], row["previous_status"]) == (
-        TABLE,
+        SHOWN,
         "ckstuck0002",
         "PENDING",
     )
@@ -204,7 +206,7 @@ def test_resume_run_on_the_adopted_table(adopted):
     prisma_run(adopted, "ckresume001", "PROCESSING", "1 hour", done=3)
     adopted.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
     row = adopted.execute("SELECT * FROM resume_run('ckresume001')").fetchone()
-    assert row == (TABLE, "ckresume001", "PENDING", 3, 10, None)
+    assert row == (SHOWN, "ckresume001", "PENDING", 3, 10, None)
     run = adopted.execute(
         'SELECT "completedAt", "errorMessage" FROM "QualificationRun" WHERE id = %s',
         ("ckresume001",),
@@ -227,7 +229,7 @@ def test_resume_run_on_the_adopted_table(adopted):
         ),
         ({"failed_status": "PENDING"}, "failed_status must be a status outside active_statuses"),
         (
-            {"id_column": "processedProspects"},
+            {"id_column": "processedProspects", "completed_column": None},
             'column "processedProspects" (given as id_column) is neither',
         ),
         ({"status_column": None}, "status_column is required"),
@@ -248,7 +250,7 @@ def test_invalid_mappings_are_rejected_naming_the_column(prisma, args, message):
 def test_readopt_replaces_the_mapping_and_unadopt_keeps_or_drops_the_index(db_url, adopted):
     adopted.execute(
         "SELECT adopt_runs_table(%s::regclass, created_at_column => 'createdAt',"
-        " updated_at_column => 'createdAt', completed_at_column => NULL, error_column => NULL,"
+        " updated_at_column => 'completedAt', completed_at_column => NULL, error_column => NULL,"
         " completed_column => NULL, total_column => NULL)",
         (TABLE,),
     )
@@ -256,7 +258,7 @@ def test_readopt_replaces_the_mapping_and_unadopt_keeps_or_drops_the_index(db_ur
         "SELECT updated_at_column, error_column FROM stuck_runs_tables WHERE table_name = %s::regclass",
         (TABLE,),
     ).fetchone()
-    assert entry == ("createdAt", None)
+    assert entry == ("completedAt", None)
     kept = CliRunner().invoke(main, ["--database-url", db_url, "unadopt", "--table", TABLE])
     assert kept.exit_code == 0 and "left in place" in kept.stderr
     assert adopted.execute("SELECT to_regclass('\"QualificationRun_stuck_runs_idx\"')").fetchone()[
@@ -319,7 +321,7 @@ def test_hostile_identifiers_are_quoted_never_concatenated(db_url, conn):
     rows = conn.execute(
         "SELECT table_name, run_id, completed, total FROM recover_stuck_runs('5 minutes')"
     ).fetchall()
-    assert rows == [(table, "r'1", 0, 5)]
+    assert rows == [(f"public.{table}", "r'1", 0, 5)]
     assert conn.execute(f'SELECT "Sta""tus" FROM {table}').fetchone()[0] == "FAILED"
 
 

@@ -148,8 +148,9 @@ def test_postgres_scheme_and_prisma_schema(empty_db_url):
     )
     assert run_cli("--database-url", url, "migrate").returncode == 0
     with open_conn(empty_db_url) as c:
+        # ?schema= names the app's schema; stuck-runs and its built-in table live in their own.
         c.execute(
-            "INSERT INTO app.qualification_runs (id, status, updated_at)"
+            "INSERT INTO stuck_runs.qualification_runs (id, status, updated_at)"
             " VALUES ('prisma-run', 'PROCESSING', now() - interval '1 hour')"
         )
     result = run_cli("--database-url", url, "recover", "--json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -10,7 +11,7 @@ import pytest
 
 from .helpers import explain_sweep, insert_run, open_conn
 
-OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'stuck_runs'::regnamespace"
 
 
 def test_every_function_pins_search_path_with_pg_temp_last(conn):
@@ -20,22 +21,24 @@ def test_every_function_pins_search_path_with_pg_temp_last(conn):
         paths = [c for c in (config or []) if c.startswith("search_path=")]
         assert paths, f"{name} does not pin search_path"
         parts = [p.strip() for p in paths[0].split("=", 1)[1].split(",")]
-        assert parts[0] == "pg_catalog" and parts[-1] == "pg_temp", (name, parts)
+        # Nothing but pg_catalog, stuck-runs' own schema and pg_temp: no schema others write to.
+        assert parts == ["pg_catalog", "stuck_runs", "pg_temp"], (name, parts)
 
 
 def test_public_cannot_execute_any_function(conn):
     rows = conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p"
-        " WHERE p.pronamespace = 'public'::regnamespace"
-        "   AND has_function_privilege('public', p.oid, 'EXECUTE')"
+        "SELECT p.oid::regprocedure::text, has_function_privilege('public', p.oid, 'EXECUTE')"
+        " FROM pg_proc p WHERE p.pronamespace = 'stuck_runs'::regnamespace"
     ).fetchall()
-    assert rows == []
+    assert len(rows) > 10
+    assert [name for name, public in rows if public] == []
 
 
 @pytest.fixture
 def role(conn):
     name = f"reaper_{uuid.uuid4().hex[:8]}"
     conn.execute(f'CREATE ROLE "{name}"')
+    conn.execute(f'GRANT USAGE ON SCHEMA stuck_runs TO "{name}"')
     conn.execute(
         f'GRANT SELECT, UPDATE ON qualification_runs, stuck_runs_settings, stuck_runs_tables TO "{name}"'
     )
@@ -52,7 +55,7 @@ def test_role_without_execute_gets_42501_then_grant_works(conn, role):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
     conn.execute("RESET ROLE")
-    conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "{role}"')
+    conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA stuck_runs TO "{role}"')
     conn.execute(f'SET ROLE "{role}"')
     assert [r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs()")] == [run_id]
     conn.execute("RESET ROLE")
@@ -63,7 +66,9 @@ def test_shadowing_objects_in_callers_search_path_change_nothing(conn):
     """CVE-2018-1058: a caller's temp table or a planted now() must not steer the function."""
     real = insert_run(conn, "PROCESSING", idle="1 hour")
     conn.execute("CREATE SCHEMA evil")
-    conn.execute("CREATE TABLE evil.qualification_runs (LIKE qualification_runs INCLUDING ALL)")
+    conn.execute(
+        "CREATE TABLE evil.qualification_runs (LIKE stuck_runs.qualification_runs INCLUDING ALL)"
+    )
     conn.execute("CREATE TABLE evil.run_recoveries (LIKE run_recoveries)")
     conn.execute(
         "CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE sql"
@@ -75,16 +80,16 @@ def test_shadowing_objects_in_callers_search_path_change_nothing(conn):
         " VALUES ('decoy', 'PROCESSING', now() - interval '1 day')"
     )
     conn.execute("SET search_path = pg_temp, evil, public")
-    rows = conn.execute("SELECT run_id FROM public.recover_stuck_runs('5 minutes')").fetchall()
+    rows = conn.execute("SELECT run_id FROM stuck_runs.recover_stuck_runs('5 minutes')").fetchall()
     assert [r[0] for r in rows] == [real]
     conn.execute("SET search_path = public")
-    row = conn.execute("SELECT status FROM public.qualification_runs WHERE id = %s", (real,))
+    row = conn.execute("SELECT status FROM stuck_runs.qualification_runs WHERE id = %s", (real,))
     assert row.fetchone()[0] == "FAILED"
     assert (
         conn.execute("SELECT status FROM pg_temp.qualification_runs").fetchone()[0] == "PROCESSING"
     )
     assert conn.execute("SELECT count(*) FROM evil.run_recoveries").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM public.run_recoveries").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM stuck_runs.run_recoveries").fetchone()[0] == 1
 
 
 @pytest.fixture
@@ -150,7 +155,11 @@ def test_sweeps_and_views_read_through_the_partial_index(db_url, big_table, quer
     assert after[0] == before[0], (before, after)
 
 
-def test_cli_as_a_role_without_execute_gets_a_clear_message(db_url, conn):
+def test_cli_with_exactly_the_documented_grants(db_url, conn):
+    """Every runner command an app role uses works with stuck_runs_grant_sql()'s GRANTs, no more.
+
+    Without them the role hears what it lacks and how to get it, in one line.
+    """
     from urllib.parse import urlsplit, urlunsplit
 
     from .helpers import run_cli
@@ -158,21 +167,32 @@ def test_cli_as_a_role_without_execute_gets_a_clear_message(db_url, conn):
     name = f"app_{uuid.uuid4().hex[:8]}"
     conn.execute(f'CREATE ROLE "{name}" LOGIN')
     conn.execute(f'GRANT SELECT, UPDATE ON qualification_runs TO "{name}"')
-    conn.execute(f'GRANT SELECT ON stuck_runs_settings, stuck_runs_tables TO "{name}"')
-    conn.execute(f'GRANT SELECT, INSERT ON run_recoveries TO "{name}"')
-    insert_run(conn, "PROCESSING", idle="1 hour")
+    stuck = insert_run(conn, "PROCESSING", idle="1 hour")
     parts = urlsplit(db_url)
     host = parts.netloc.rsplit("@", 1)[-1]
     url = urlunsplit((parts.scheme, f"{name}@{host}", parts.path, parts.query, ""))
     try:
         denied = run_cli("--database-url", url, "recover")
         assert denied.returncode == 1
-        assert "permission denied" in denied.stderr and "GRANT EXECUTE" in denied.stderr
+        assert "may not use schema 'stuck_runs'" in denied.stderr
+        assert "stuck_runs_grant_sql" in denied.stderr
         assert len(denied.stderr.strip().splitlines()) == 1
-        conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "{name}"')
+        conn.execute(f'GRANT USAGE ON SCHEMA stuck_runs TO "{name}"')
+        denied = run_cli("--database-url", url, "recover")
+        assert denied.returncode == 1 and "permission denied" in denied.stderr
+        assert "stuck_runs_grant_sql" in denied.stderr
+        for (grant,) in conn.execute("SELECT * FROM stuck_runs_grant_sql(%s)", (name,)).fetchall():
+            conn.execute(grant)
+        listed = run_cli("--database-url", url, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["run_id"] for line in listed.stdout.splitlines()] == [stuck]
         allowed = run_cli("--database-url", url, "recover", "--json")
         assert allowed.returncode == 0, allowed.stderr
-        assert len(allowed.stdout.splitlines()) == 1
+        assert [json.loads(line)["run_id"] for line in allowed.stdout.splitlines()] == [stuck]
+        resumed = run_cli("--database-url", url, "resume", stuck)
+        assert resumed.returncode == 0, resumed.stderr
+        dry = run_cli("--database-url", url, "recover", "--dry-run", "--older-than", "1 second")
+        assert dry.returncode == 0, dry.stderr
     finally:
         conn.execute(f'DROP OWNED BY "{name}"')
         conn.execute(f'DROP ROLE "{name}"')

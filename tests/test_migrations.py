@@ -8,6 +8,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from runner.connection import parse_database_url
@@ -25,11 +26,15 @@ LANDED = {
     "0001_core.rollback.sql": "9adc942cc032a4827ccc4957bb9434e4117cb46a796a1ea4b5ce9eb692194b76",
     "0002_retries.sql": "4f9e5acdf68874329cf10d3b3439b6dcc0838ef20246dcb937a9b05a13e8d2db",
     "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
+    # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (README).
+    "0003_beside_the_app.sql": "3da48e911dca6cee302632ac4c52ba213d4306191a140c9dcec5ecf540cf37e1",
 }
 
 
 def build_from_sql_dir(url: str) -> None:
     with open_conn(url) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS stuck_runs")
+        conn.execute("SET search_path = stuck_runs")
         for path in sorted(sql_dir().glob("*.sql")):
             conn.execute(path.read_text())
 
@@ -73,31 +78,52 @@ def test_concurrent_migrate_applies_once(empty_db_url):
     assert [r[0] for r in rows] == expected
 
 
-def test_migrate_into_a_prisma_schema(empty_db_url):
-    url = with_query(empty_db_url, schema="App Schema")
-    result = run_cli("--database-url", url, "migrate")
+def test_migrate_into_a_schema_of_its_own_whatever_its_name(empty_db_url):
+    """--schema picks where stuck-runs lives; Prisma's ?schema= only names the app's schema."""
+    url = with_query(empty_db_url, schema="app")
+    result = run_cli("--database-url", url, "--schema", 'App "Schema"', "migrate")
     assert result.returncode == 0, result.stderr
     with open_conn(empty_db_url) as conn:
         where = conn.execute(
-            "SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = 'qualification_runs'"
+            "SELECT DISTINCT relnamespace::regnamespace::text FROM pg_class"
+            " WHERE relname IN ('qualification_runs', '_yoyo_migration', 'yoyo_lock',"
+            " 'run_recoveries', 'stuck_runs_settings', 'stuck_runs_tables', 'active_runs')"
         ).fetchall()
-        assert where == [('"App Schema"',)]
+        assert where == [('"App ""Schema"""',)]
         # The caller's search_path does not include the schema: the pinned path resolves it.
         conn.execute(
-            'INSERT INTO "App Schema".qualification_runs (status, updated_at)'
+            'INSERT INTO "App ""Schema""".qualification_runs (status, updated_at)'
             " VALUES ('PROCESSING', now() - interval '1 hour')"
         )
         rows = conn.execute(
-            """SELECT * FROM "App Schema".recover_stuck_runs('5 minutes')"""
+            'SELECT * FROM "App ""Schema""".recover_stuck_runs(\'5 minutes\')'
         ).fetchall()
         assert len(rows) == 1
-        assert conn.execute('SELECT count(*) FROM "App Schema".run_recoveries').fetchone()[0] == 1
+        assert (
+            conn.execute('SELECT count(*) FROM "App ""Schema""".run_recoveries').fetchone()[0] == 1
+        )
+        # Nothing anywhere else: not in public, and no app schema made up.
         assert (
             conn.execute(
                 "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
             ).fetchone()[0]
             == 0
         )
+        assert conn.execute("SELECT to_regnamespace('app')").fetchone()[0] is None
+    listed = run_cli("--database-url", url, "--schema", 'App "Schema"', "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_schema_public_gives_the_unqualified_psql_form(empty_db_url):
+    result = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(parse_database_url(empty_db_url).conninfo, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO qualification_runs (id, status, updated_at)"
+            " VALUES ('plain', 'PROCESSING', now() - interval '1 hour')"
+        )
+        rows = conn.execute("SELECT run_id FROM recover_stuck_runs('5 minutes')").fetchall()
+    assert rows == [("plain",)]
 
 
 def test_existing_table_with_other_columns_is_left_untouched_and_adoption_proposed(empty_db_url):
@@ -113,23 +139,33 @@ def test_existing_table_with_other_columns_is_left_untouched_and_adoption_propos
     assert result.returncode == 0, result.stderr
     assert "(no completed, created_at, updated_at, completed_at, error)" in result.stderr
     command = next(
-        line.strip() for line in result.stderr.splitlines() if "stuck-runs adopt" in line
+        line.strip() for line in result.stderr.splitlines() if "stuck-runs migrate --adopt" in line
     )
     assert command == (
-        "stuck-runs adopt --table qualification_runs --column id=id --column status=status"
+        "stuck-runs migrate --adopt public.qualification_runs --column id=id --column status=status"
         " --column created_at=createdAt --column updated_at=updatedAt --column completed_at="
-        " --column error= --column completed= --column total=total --yes"
+        " --column error= --column completed= --column total=total"
     )
     with open_conn(empty_db_url) as conn:
         cols = conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'qualification_runs'::regclass"
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'public.qualification_runs'::regclass"
             " AND attnum > 0 ORDER BY attnum"
         ).fetchall()
         assert [c[0] for c in cols] == ["id", "status", "createdAt", "updatedAt", "total"]
         assert conn.execute("SELECT id FROM qualification_runs").fetchall() == [("keep-me",)]
-        # Everything else is installed: the functions answer, covering nothing yet.
+        # Everything else is installed: the functions answer, covering the built-in table only.
         assert conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')").fetchall() == []
-        assert conn.execute("SELECT count(*) FROM stuck_runs_tables").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM stuck_runs_tables WHERE NOT managed").fetchone()[0]
+            == 0
+        )
+    # recover says, at every start, that the app's table is not covered.
+    warned = run_cli("--database-url", empty_db_url, "recover")
+    assert warned.returncode == 0, warned.stderr
+    assert (
+        "stuck-runs: warning: public.qualification_runs exists but recovery does not cover it"
+        in warned.stderr
+    )
     # The printed command, run as printed (minus the program name), adopts the table.
     adopt = run_cli("--database-url", empty_db_url, *shlex.split(command)[1:])
     assert adopt.returncode == 0, adopt.stderr
@@ -138,10 +174,12 @@ def test_existing_table_with_other_columns_is_left_untouched_and_adoption_propos
         rows = conn.execute(
             "SELECT table_name, run_id FROM recover_stuck_runs('5 minutes')"
         ).fetchall()
-        assert rows == [("qualification_runs", "keep-me")]
+        assert rows == [("public.qualification_runs", "keep-me")]
+    quiet = run_cli("--database-url", empty_db_url, "recover")
+    assert "warning" not in quiet.stderr
 
 
-def test_existing_table_with_all_columns_is_used_with_its_rows(empty_db_url):
+def test_existing_table_with_all_columns_is_adopted_by_migrate_adopt(empty_db_url):
     with open_conn(empty_db_url) as conn:
         conn.execute(
             "CREATE TABLE qualification_runs (id text PRIMARY KEY, status text NOT NULL,"
@@ -151,26 +189,50 @@ def test_existing_table_with_all_columns_is_used_with_its_rows(empty_db_url):
             " completed_at timestamptz, error text, owner text)"
         )
         insert_run(conn, "PROCESSING", idle="1 hour", run_id="theirs")
-    migrate(empty_db_url)
+    result = run_cli("--database-url", empty_db_url, "migrate", "--adopt", "qualification_runs")
+    assert result.returncode == 0, result.stderr
+    assert "adopted public.qualification_runs" in result.stderr
+    again = run_cli("--database-url", empty_db_url, "migrate", "--adopt", "qualification_runs")
+    assert again.returncode == 0 and "adopted" not in again.stderr, again.stderr
     with open_conn(empty_db_url) as conn:
         assert [
             r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs('5 minutes')")
         ] == ["theirs"]
 
 
-def test_rollback_removes_everything_and_reapply_works(empty_db_url):
-    from runner.migrations import read_history, yoyo_backend
-
-    migrate(empty_db_url)
-    with yoyo_backend(parse_database_url(empty_db_url)) as backend:
-        backend.rollback_migrations(backend.to_rollback(read_history()))
+def test_uninstall_is_drop_schema_and_reinstall_works(empty_db_url):
+    """No per-migration rollbacks from 0003 on: stuck-runs' schema is the unit of removal."""
     with open_conn(empty_db_url) as conn:
+        conn.execute(
+            "CREATE TABLE runs (id text PRIMARY KEY, status text, created_at timestamptz,"
+            " updated_at timestamptz)"
+        )
+    adopted = run_cli(
+        "--database-url",
+        empty_db_url,
+        "migrate",
+        "--adopt",
+        "runs",
+        "--column",
+        "completed_at=",
+        "--column",
+        "error=",
+        "--column",
+        "completed=",
+        "--column",
+        "total=",
+    )
+    assert adopted.returncode == 0, adopted.stderr
+    removed = run_cli("--database-url", empty_db_url, "unadopt", "--table", "runs", "--drop-index")
+    assert removed.returncode == 0, removed.stderr
+    with open_conn(empty_db_url) as conn:
+        conn.execute("DROP SCHEMA stuck_runs CASCADE")
         left = conn.execute(
             "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-            " AND relname !~ '^(_yoyo|yoyo_lock)'"
             " UNION ALL SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+            " ORDER BY 1"
         ).fetchall()
-    assert left == []
+    assert left == [("runs",), ("runs_pkey",)]
     assert migrate(empty_db_url)
 
 

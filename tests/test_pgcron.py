@@ -17,6 +17,9 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from runner.connection import parse_database_url
+from runner.migrations import apply_migrations
+
 from .cluster import Cluster, system_extension_available
 from .conftest import migrate
 from .helpers import insert_run, open_conn, run_cli, status_of
@@ -47,7 +50,7 @@ PG_CRON_SETTINGS = {
 class CronServer:
     cluster: Cluster
     app_url: str  # runs in database `app`, pg_cron in `postgres`
-    tenant_url: str  # runs in the cron database itself, under Prisma's ?schema=
+    tenant_url: str  # runs in the cron database itself; stuck-runs in the schema TENANT
 
     def cron_conn(self) -> psycopg.Connection:
         """A superuser connection to pg_cron's database (sees every role's jobs)."""
@@ -76,7 +79,12 @@ def cron_server() -> Iterator[CronServer]:
             tenant_url=cluster.url("postgres") + "?schema=" + quote(TENANT, safe=""),
         )
         migrate(server.app_url)
-        migrate(server.tenant_url)
+        apply_migrations(
+            parse_database_url(server.tenant_url, schema=TENANT),
+            connect_timeout=10,
+            statement_timeout=60,
+            lock_timeout=60,
+        )
         yield server
     except Exception:
         print(cluster.log())
@@ -149,14 +157,22 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     )
     assert result.returncode == 0, result.stderr
     assert "installed pg_cron job 'stuck-runs-recovery'" in result.stderr
-    result = cli("--database-url", cron.tenant_url, "schedule", "--name", "tenant-recovery")
+    result = cli(
+        "--database-url",
+        cron.tenant_url,
+        "--schema",
+        TENANT,
+        "schedule",
+        "--name",
+        "tenant-recovery",
+    )
     assert result.exit_code == 0, result.stderr
 
     assert cron.jobs() == [
         (
             "stuck-runs-recovery",
             "* * * * *",
-            "SELECT * FROM public.recover_stuck_runs(older_than => '30 minutes'::interval)",
+            "SELECT * FROM stuck_runs.recover_stuck_runs(older_than => '30 minutes'::interval)",
             "app",
             "postgres",
         ),
@@ -235,7 +251,7 @@ def test_same_name_replaces_and_unschedule_removes(cron):
         (
             "stuck-runs-recovery",
             "*/5 * * * *",
-            "SELECT * FROM public.recover_stuck_runs(older_than => '15 minutes'::interval)",
+            "SELECT * FROM stuck_runs.recover_stuck_runs(older_than => '15 minutes'::interval)",
             "app",
             "postgres",
         )
@@ -265,7 +281,7 @@ def test_another_apps_job_of_the_same_name_is_left_alone(cron):
     )
     before = cron.jobs()
     for command in ("schedule", "unschedule"):
-        result = cli("--database-url", cron.tenant_url, command)
+        result = cli("--database-url", cron.tenant_url, "--schema", TENANT, command)
         assert result.exit_code == 1, result.stderr
         assert "belongs to another app" in result.stderr and "--name" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -377,7 +393,10 @@ def test_role_without_grants_is_told_what_to_grant(cron):
         assert len(result.stderr.strip().splitlines()) == 1
         return result.stderr
 
-    assert "GRANT EXECUTE ON FUNCTION public.recover_stuck_runs TO worker" in attempt()
+    assert "stuck_runs.stuck_runs_grant_sql('worker')" in attempt()
+    with open_conn(cron.app_url) as conn:
+        conn.execute("GRANT USAGE ON SCHEMA stuck_runs TO worker")
+    assert "GRANT EXECUTE ON FUNCTION stuck_runs.recover_stuck_runs TO worker" in attempt()
     with open_conn(cron.app_url) as conn:
         conn.execute("GRANT EXECUTE ON FUNCTION recover_stuck_runs TO worker")
     assert "GRANT USAGE ON SCHEMA cron TO worker" in attempt()

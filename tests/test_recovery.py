@@ -195,14 +195,14 @@ def test_psql_forms(db_url, conn):
     insert_run(conn, "PROCESSING", idle="1 hour", run_id="from-psql")
     dsn = parse_database_url(db_url).conninfo
     out = subprocess.run(
-        ["psql", dsn, "-XAtc", "SELECT recover_stuck_runs('5 minutes')"],
+        ["psql", dsn, "-XAtc", "SELECT stuck_runs.recover_stuck_runs('5 minutes')"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert out.startswith("(qualification_runs,from-psql,PROCESSING,0,10,")
+    assert out.startswith("(qualification_runs,from-psql,PROCESSING,FAILED,0,10,")
     out = subprocess.run(
-        ["psql", dsn, "-XAtc", "SELECT * FROM recover_stuck_runs('5 minutes')"],
+        ["psql", dsn, "-XAtc", "SELECT * FROM stuck_runs.recover_stuck_runs('5 minutes')"],
         capture_output=True,
         text=True,
         check=True,

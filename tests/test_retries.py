@@ -162,7 +162,7 @@ def test_upgrade_from_0001_keeps_data(empty_db_url):
             "SELECT id, status, completed, total, created_at, updated_at,"
             " completed_at, error FROM qualification_runs ORDER BY id"
         ).fetchall()
-    assert migrate(empty_db_url) == ["0002_retries"]
+    assert migrate(empty_db_url) == ["0002_retries", "0003_beside_the_app"]
     with open_conn(empty_db_url) as c:
         after = c.execute(
             "SELECT id, status, completed, total, created_at, updated_at,"
@@ -183,7 +183,7 @@ def test_cli_resume_and_max_attempts(db_url, conn):
     done = insert_run(conn, "COMPLETED", run_id="c1")
     result = CliRunner().invoke(main, ["--database-url", db_url, "resume", failed, done, "ghost"])
     assert result.exit_code == 1
-    assert "Run f1: FAILED \u2192 PENDING, 1/2 kept, attempts: 1" in result.stdout
+    assert "Run f1: resumed \u2192 PENDING, 1/2 kept, attempts: 1" in result.stdout
     assert "c1 is COMPLETED" in result.stderr and "no run with id ghost" in result.stderr
     backdate(conn, failed)
     result = CliRunner().invoke(

@@ -1,0 +1,283 @@
+"""What every command shares: settings, timeout options, and one way to run database work.
+
+Command modules depend on this module and never on each other. `run()` is the
+only place where errors become exit codes: one table maps SQLSTATEs to
+messages, a value the server rejected becomes a usage error (exit 2), every
+other failure one line on stderr (exit 1, or 0 under --fail-open).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+import psycopg
+from psycopg.rows import tuple_row
+
+from .connection import (
+    DEFAULT_SCHEMA,
+    OperationalError,
+    Target,
+    first_line,
+    parse_database_url,
+    run_with_deadline,
+)
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean "this option's value is wrong": usage errors (exit 2).
+_BAD_VALUE_STATES = {"22007", "22008", "22015", "22023", "22P02"}
+# What to add to the server's message, by SQLSTATE ({schema} is stuck-runs' schema).
+_HINTS = {
+    "42883": "stuck-runs is not installed in schema {schema} ({message}); "
+    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
+    "42P01": "stuck-runs is not installed in schema {schema} ({message}); "
+    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
+    "3F000": "stuck-runs is not installed in schema {schema} ({message}); "
+    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
+    "42501": "{message}; an owner of stuck-runs can print every GRANT this role needs: "
+    "SELECT * FROM {schema}.stuck_runs_grant_sql('<role>')",
+    "57014": "{message} (raise --statement-timeout if the database is just slow)",
+    "25006": "the server is a read-only standby; run recovery against the primary",
+}
+_BARE_NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+
+
+class BadOptionValue(Exception):
+    """The server rejected an option's value: a usage error, not an outage."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass
+class Settings:
+    """The group's options: which database, which direct URL, which schema."""
+
+    database_url: str | None
+    direct_url: str | None
+    schema: str
+    schema_given: bool
+
+    def target(self) -> Target:
+        """The application's URL, pooled or not: for recover, list and resume."""
+        if not self.database_url:
+            raise click.UsageError("no database: pass --database-url URL or set DATABASE_URL")
+        return parse_database_url(self.database_url, schema=self.schema)
+
+    def session_target(self, command: str) -> Target:
+        """A URL that gives a session of our own: the direct URL when there is one.
+
+        The application's schema still comes from DATABASE_URL when DIRECT_URL names none.
+        """
+        if not self.direct_url:
+            target = self.target()
+            if target.pooled:
+                raise OperationalError(
+                    f"`{command}` needs a session of its own, and DATABASE_URL goes through a "
+                    "transaction pooler (pgbouncer=true): set --direct-url / DIRECT_URL to the "
+                    "unpooled URL"
+                )
+            return target
+        direct = parse_database_url(self.direct_url, schema=self.schema)
+        if self.database_url and "schema=" not in self.direct_url:
+            app = parse_database_url(self.database_url).app_schema
+            direct = Target(
+                conninfo=direct.conninfo,
+                schema=direct.schema,
+                app_schema=app,
+                pooled=direct.pooled,
+                secrets=direct.secrets,
+            )
+        return direct
+
+
+def note(message: str) -> None:
+    """Messages go to stderr; stdout carries only data."""
+    click.echo(f"[stuck-runs] {message}", err=True)
+
+
+def warn(message: str) -> None:
+    click.echo(f"stuck-runs: warning: {message}", err=True)
+
+
+def fail(message: str, *, fail_open: bool) -> NoReturn:
+    """Report an operational error in one line; exit 1, or 0 under --fail-open."""
+    if fail_open:
+        message += " (--fail-open: continuing without recovery)"
+    click.echo(f"stuck-runs: error: {message}", err=True)
+    sys.exit(0 if fail_open else 1)
+
+
+def describe(exc: psycopg.Error, schema: str) -> str:
+    """One line for an error the server raised, with what to do where we know it."""
+    message = exc.diag.message_primary or first_line(exc)
+    hint = _HINTS.get(exc.sqlstate or "")
+    if hint:
+        return hint.format(message=message, schema=schema)
+    if exc.diag.message_hint:
+        return f"{message} ({exc.diag.message_hint})"
+    return message
+
+
+def run(
+    settings: Settings,
+    work: Callable[[Target], T],
+    *,
+    fail_open: bool = False,
+    deadline: float | None = None,
+    session: str | None = None,
+) -> T:
+    """Run a command's database work within its time bounds; map every failure once.
+
+    `session` names a command that needs a session of its own (the direct URL).
+    The URL is parsed in here too, so a malformed one is one line, and nothing
+    under --fail-open.
+    """
+    target: Target | None = None
+    try:
+        target = settings.session_target(session) if session else settings.target()
+        bound = target
+        if deadline is None:
+            return work(bound)
+        return run_with_deadline(lambda: work(bound), deadline)
+    except BadOptionValue as exc:
+        redact = target.redact if target else str
+        raise click.BadParameter(redact(str(exc)), param_hint=exc.option) from None
+    except OperationalError as exc:
+        fail(target.redact(str(exc)) if target else str(exc), fail_open=fail_open)
+    except psycopg.Error as exc:
+        schema = target.schema if target else settings.schema
+        message = describe(exc, schema)
+        fail(target.redact(message) if target else message, fail_open=fail_open)
+
+
+@contextmanager
+def option_values(option: str) -> Iterator[None]:
+    """The server's verdict on an option's value becomes a usage error; others pass."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate in _BAD_VALUE_STATES:
+            raise BadOptionValue(option, exc.diag.message_primary or str(exc)) from None
+        raise
+
+
+def interval_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`--older-than 15` is not 15 seconds: an interval needs its unit."""
+    if value is not None and _BARE_NUMBER.fullmatch(value):
+        raise click.BadParameter(f"{value!r} has no unit: write e.g. '{value.strip()} minutes'")
+    return value
+
+
+def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--statement-timeout",
+        type=click.FloatRange(min=0.1),
+        default=30.0,
+        show_default=True,
+        envvar="STUCK_RUNS_STATEMENT_TIMEOUT",
+        metavar="SECONDS",
+        help="Longest the database may take to answer. Env: STUCK_RUNS_STATEMENT_TIMEOUT.",
+    )(func)
+    return click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=1),
+        default=5.0,
+        show_default=True,
+        envvar="STUCK_RUNS_CONNECT_TIMEOUT",
+        metavar="SECONDS",
+        help="Longest to wait for a connection. Env: STUCK_RUNS_CONNECT_TIMEOUT.",
+    )(func)
+
+
+def print_notices(
+    conn: psycopg.Connection, on_warning: Callable[[str], None] | None = None
+) -> None:
+    """Show stuck-runs' own NOTICEs and WARNINGs (adoption, a table recovery skipped) on stderr.
+
+    Only ours: what else the server says on the way (a shutdown notice) is
+    not a line of the command's report.
+    """
+
+    def show(diag: psycopg.errors.Diagnostic) -> None:
+        text = diag.message_primary or ""
+        if not text.startswith("stuck-runs: "):
+            return
+        text = text.removeprefix("stuck-runs: ")
+        if diag.severity_nonlocalized == "WARNING":
+            warn(text)
+            if on_warning:
+                on_warning(text)
+        else:
+            note(text)
+
+    conn.add_notice_handler(show)
+
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "BadOptionValue",
+    "Settings",
+    "fail",
+    "interval_option",
+    "locate",
+    "note",
+    "option_values",
+    "print_notices",
+    "run",
+    "timeout_options",
+    "warn",
+]
+
+
+_LOCATE = """
+SELECT n.nspname::text FROM pg_catalog.pg_namespace AS n
+WHERE n.nspname = ANY (%s::text[])
+  AND EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+              WHERE p.pronamespace = n.oid AND p.proname = 'recover_stuck_runs')
+"""
+
+
+def locate(conn: psycopg.Connection, target: Target, settings: Settings) -> Target:
+    """Where stuck-runs is: its own schema, or where 0.1 put it (the app's schema).
+
+    An install made by 0.1 keeps working without --schema; each command says
+    once how to move it. An explicit --schema is taken as given.
+    """
+    target = _usable(conn, target) if settings.schema_given else target
+    if settings.schema_given or target.schema == target.app_schema:
+        return target
+    with conn.cursor(row_factory=tuple_row) as cur:
+        found = {row[0] for row in cur.execute(_LOCATE, ([target.schema, target.app_schema],))}
+    if target.schema in found or target.app_schema not in found:
+        return _usable(conn, target)
+    note(
+        f"stuck-runs is installed in the application's schema {target.app_schema!r} (by "
+        f"stuck-runs 0.1); move it into schema {target.schema!r}, keeping its audit, settings "
+        "and registry, with: stuck-runs migrate --relocate"
+    )
+    return _usable(conn, target.in_schema(target.app_schema))
+
+
+def _usable(conn: psycopg.Connection, target: Target) -> Target:
+    """A role without USAGE on the schema would only hear "not installed": say what it lacks."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE'), CURRENT_USER::text"
+            " FROM pg_catalog.pg_namespace AS n WHERE n.nspname = %s",
+            (target.schema,),
+        ).fetchone()
+    if row is not None and not row[0]:
+        raise OperationalError(
+            f"role {row[1]!r} may not use schema {target.schema!r}, where stuck-runs lives; an "
+            "owner of stuck-runs can print every GRANT the role needs: "
+            f"SELECT * FROM {target.schema}.stuck_runs_grant_sql({row[1]!r})"
+        )
+    return target

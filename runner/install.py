@@ -1,0 +1,142 @@
+"""`stuck-runs migrate`: install or upgrade, then make sure the app's runs table is covered.
+
+Meant for every start (`migrate --adopt TABLE && recover`): idempotent, safe
+from many instances at once, and it restores coverage after the application
+dropped and re-created its table (prisma migrate reset).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .adoption import (
+    REQUIRED,
+    adopt_command,
+    build_missing_indexes,
+    column_options,
+    creating,
+    ensure_adopted,
+    propose,
+    resolve,
+    unadopted_builtin,
+)
+from .connection import Target, connect, pinned
+from .context import Settings, locate, note, print_notices, run, timeout_options
+
+
+@click.command()
+@timeout_options
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest to wait while another instance migrates.",
+)
+@click.option(
+    "--adopt",
+    "table",
+    metavar="TABLE",
+    help="Then make sure the application's runs table TABLE is adopted (with the proposed "
+    "mapping unless --column says otherwise); changes nothing when it already is.",
+)
+@column_options
+@click.option(
+    "--relocate",
+    is_flag=True,
+    help="Move an installation made by stuck-runs 0.1 in the application's schema into "
+    "--schema first, keeping its audit, settings and registry.",
+)
+@click.pass_obj
+def migrate(
+    settings: Settings,
+    connect_timeout: float,
+    statement_timeout: float,
+    lock_timeout: float,
+    table: str | None,
+    columns: dict[str, str | None],
+    time_zone: str | None,
+    relocate: bool,
+) -> None:
+    """Install or upgrade stuck-runs in its schema, and optionally adopt the app's runs table.
+
+    Safe to run at every start and from many instances at once: they queue on
+    a lock and a second run applies nothing. Needs a session of its own: give
+    --direct-url when DATABASE_URL goes through a transaction pooler.
+
+    \b
+    Examples:
+      stuck-runs migrate
+      stuck-runs migrate --adopt qualification_runs
+    """
+    if columns and not table:
+        raise click.UsageError("--column needs --adopt TABLE")
+    from .migrations import apply_migrations
+
+    def work(target: Target) -> tuple[list[str], Target]:
+        if not relocate:
+            with (
+                connect(
+                    target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+                ) as conn,
+                pinned(conn, target, statement_timeout),
+            ):
+                target = locate(conn, target, settings)
+        applied = apply_migrations(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
+            on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
+            relocate_from=target.app_schema if relocate else None,
+        )
+        with connect(
+            target,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            session=True,
+        ) as conn:
+            print_notices(conn)
+            if table:
+                _adopt(conn, target, table, columns, time_zone)
+            build_missing_indexes(conn, creating)
+            if not table:
+                unadopted = unadopted_builtin(conn, target)
+                if unadopted:
+                    name, missing = unadopted
+                    note(
+                        f"{name} already exists with its own column names (no "
+                        f"{', '.join(missing)}): recovery does not cover it yet. Adopt it with:"
+                    )
+                    click.echo(
+                        f"  {adopt_command(name, propose(conn, name), migrate=True)}", err=True
+                    )
+        return applied, target
+
+    applied, target = run(settings, work, session="migrate")
+    where = f" (schema {target.schema})"
+    if applied:
+        note(f"{len(applied)} migration(s) applied; the database is up to date{where}")
+    else:
+        note(f"nothing to apply; the database is up to date{where}")
+
+
+def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
+    """Adopt with the proposed mapping plus --column, or say which command would."""
+    name = resolve(conn, target, table)
+    mapping = {**propose(conn, name), **columns}
+    missing = [role for role in REQUIRED if not mapping.get(role)]
+    if missing:
+        click.echo(
+            f"stuck-runs: error: no column of {name} looks like its {', '.join(missing)}; "
+            "say which with --column, e.g.:",
+            err=True,
+        )
+        placeholders = {role: "COLUMN" for role in missing}
+        click.echo(f"  {adopt_command(table, {**mapping, **placeholders}, migrate=True)}", err=True)
+        sys.exit(1)
+    if ensure_adopted(conn, name, mapping, None, None, time_zone):
+        note(f"adopted {name}: recovery covers it")

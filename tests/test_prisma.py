@@ -1,0 +1,439 @@
+"""The README's Prisma section, run with the real Prisma 7 client (issue 11).
+
+tests/prisma is a small Prisma 7 project holding the original app's QualificationRun model. Each
+test gives it a database whose schema `app` holds what Prisma makes for the model, installs
+stuck-runs as the README's `prestart` line does, and runs the README's TypeScript exactly as
+printed (read from README.md at test time; no copy here) against the test server.
+
+Offline: Prisma's native engines download from a host CI cannot reach, and nothing here needs
+them. The client runs on @prisma/adapter-pg and the WebAssembly query compiler of the npm
+package; `prisma generate` runs with PRISMA_SCHEMA_ENGINE_BINARY=/bin/true (generating never
+calls the engine); the schema engine runs as WebAssembly (tests/prisma/schema-engine.ts).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from .helpers import open_conn, run_cli, with_query
+
+PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
+README = PRISMA_DIR.parent.parent / "README.md"
+PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
+HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
+SNIPPETS = ("lib/prisma.ts", "instrumentation.ts", "app/api/qualify/recovery/route.ts")
+ROUTE = "app/api/qualify/recovery/route.ts"
+OFFLINE = {
+    "PRISMA_SCHEMA_ENGINE_BINARY": "/bin/true",  # `prisma generate` would download it otherwise
+    "CHECKPOINT_DISABLE": "1",  # no update check
+    "PRISMA_HIDE_UPDATE_MESSAGE": "1",
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm"
+    ),
+]
+
+
+def readme_prisma_text() -> str:
+    return README.read_text()
+
+
+def prisma_section(text: str) -> str:
+    """The "## With Prisma" section of the text, up to the next section."""
+    return text.split("\n## With Prisma\n", 1)[-1].split("\n## ", 1)[0]
+
+
+FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```[ \t]*$", re.M | re.S)
+FILE_NAME = re.compile(r"`([\w@.\[\]/-]+\.tsx?)`")
+
+
+def typescript_snippets(text: str) -> dict[str, str]:
+    """Every TypeScript block of the text, by the file the prose just before it names.
+
+    The name is the last `*.ts` in backticks between the previous block and this one, so a
+    block cannot escape the test: one without a name, or a second one for a name, fails.
+    """
+    snippets: dict[str, str] = {}
+    prose_start = 0
+    for block in FENCE.finditer(text):
+        prose, prose_start = text[prose_start : block.start()], block.end()
+        if block.group(1) not in ("ts", "tsx", "typescript"):
+            continue
+        names = FILE_NAME.findall(prose)
+        assert names, f"a TypeScript block names no file before it:\n{block.group(2)[:300]}"
+        assert names[-1] not in snippets, f"two TypeScript blocks for {names[-1]}"
+        snippets[names[-1]] = block.group(2)
+    return snippets
+
+
+def readme_index_line(text: str) -> str:
+    """The `@@index(..., where: raw(...))` line the README says to add to the model."""
+    lines = [
+        line.strip()
+        for lang, code in FENCE.findall(prisma_section(text))
+        if lang == "prisma"
+        for line in code.splitlines()
+        if line.strip().startswith("@@index(") and "where: raw(" in line
+    ]
+    assert len(lines) == 1, f"expected one @@index(..., where: raw(...)) line, found {lines}"
+    return lines[0]
+
+
+def install_node_modules() -> None:
+    """`npm ci` when node_modules is missing or older than the lockfile (CI runs it too)."""
+    lock = PRISMA_DIR / "package-lock.json"
+    installed = PRISMA_DIR / "node_modules" / ".package-lock.json"
+    with lock.open() as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # sessions sharing the checkout install once
+        if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+            return
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=PRISMA_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def node(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A tool of the project's node_modules (tsx, prisma), run in the project, checked."""
+    result = subprocess.run(
+        [str(project / "node_modules" / ".bin" / args[0]), *args[1:]],
+        cwd=project,
+        env=os.environ | OFFLINE | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of tests/prisma: the README's snippets in an app's layout, a fresh client.
+
+    A copy, so that test sessions sharing the checkout never generate into each other's files.
+    """
+    install_node_modules()
+    root = tmp_path_factory.mktemp("prisma-app")
+    for name in (*PROJECT_FILES, *HARNESS_FILES):
+        shutil.copy(PRISMA_DIR / name, root / name)
+    (root / "node_modules").symlink_to(PRISMA_DIR / "node_modules")
+    snippets = typescript_snippets(readme_prisma_text())
+    assert sorted(snippets) == sorted(SNIPPETS), (
+        f"the README's TypeScript files: {sorted(snippets)}"
+    )
+    for name, code in snippets.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(code)
+    node(root, "prisma", "generate", env={"DATABASE_URL": "postgresql://localhost/unused"})
+    return root
+
+
+def node_url(url: str) -> str:
+    """The URL with a host name: JavaScript's URL() rejects `user@/db?host=/socket/dir`."""
+    parts = urlsplit(url)
+    if parts.hostname:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.netloc.rstrip('@')}@localhost"))
+
+
+@pytest.fixture(scope="module")
+def init_migration(project: Path, server_url: str) -> str:
+    """The first migration `prisma migrate dev` writes for schema.prisma (Prisma's own DDL)."""
+    url = with_query(node_url(server_url), schema="app")  # the engine only needs a connection
+    return engine(project, "create", url, "schema.prisma").stdout
+
+
+@pytest.fixture
+def migrations(tmp_path: Path, init_migration: str) -> Path:
+    """The app's prisma/migrations: its first migration."""
+    (tmp_path / "migrations" / "0_init").mkdir(parents=True)
+    (tmp_path / "migrations" / "0_init" / "migration.sql").write_text(init_migration)
+    return tmp_path / "migrations"
+
+
+@pytest.fixture
+def app_url(project: Path, empty_db_url: str, migrations: Path) -> str:
+    """The app's DATABASE_URL (`?schema=app`) after `prisma migrate deploy` on a new database."""
+    url = with_query(node_url(empty_db_url), schema="app")
+    engine(project, "deploy", url, "schema.prisma", migrations)
+    return url
+
+
+def engine(
+    project: Path, command: str, url: str, schema: str, migrations: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Prisma's schema engine on the app's database: see tests/prisma/schema-engine.ts."""
+    args = [command, schema, *([str(migrations)] if migrations else [])]
+    return node(project, "tsx", "schema-engine.ts", *args, env={"DATABASE_URL": url})
+
+
+def statements(sql: str) -> list[str]:
+    """The SQL statements of a migration script (an empty one holds only a comment)."""
+    return [line for line in sql.splitlines() if line.strip() and not line.startswith("--")]
+
+
+def migrate_adopt(app_url: str) -> None:
+    """The README's `stuck-runs migrate --adopt qualification_runs`, on the app's own URL."""
+    result = run_cli("--database-url", app_url, "migrate", "--adopt", "qualification_runs")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def sweep_index(app_url: str) -> str:
+    """The name of the one index on the app's table that Prisma did not make."""
+    with open_conn(app_url) as conn:
+        [(index,)] = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE (schemaname, tablename) ="
+            " ('app', 'qualification_runs') AND indexname <> 'qualification_runs_pkey'"
+        ).fetchall()
+    return index
+
+
+def seed(conn: psycopg.Connection, run_id: str, status: str, idle: str, done: int = 3) -> None:
+    """A run of 10 prospects, last updated `idle` ago; Prisma writes UTC into timestamp(3)."""
+    conn.execute(
+        'INSERT INTO app.qualification_runs (id, status, "totalProspects", "processedProspects",'
+        ' "createdAt", "updatedAt")'
+        " VALUES (%s, %s, 10, %s, (now() - interval '2 hours') AT TIME ZONE 'UTC',"
+        "         (now() - %s::interval) AT TIME ZONE 'UTC')",
+        (run_id, status, done, idle),
+    )
+
+
+def statuses(conn: psycopg.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT id, status::text FROM app.qualification_runs").fetchall()
+    return dict(rows)
+
+
+def run_snippet(project: Path, app_url: str, file: str, name: str) -> tuple[dict | None, str]:
+    """Call a snippet's exported function as Next.js would; (its Response as JSON, its log)."""
+    result = node(
+        project,
+        "tsx",
+        "run-snippet.ts",
+        file,
+        name,
+        env={"DATABASE_URL": app_url, "NEXT_RUNTIME": "nodejs", "NODE_ENV": "production"},
+    )
+    *log, last = result.stdout.splitlines()
+    assert last.startswith("@@result "), result.stdout
+    return json.loads(last.removeprefix("@@result ")), "\n".join(log) + result.stderr
+
+
+def test_readme_prisma_snippets_run_with_prisma_7(project: Path, app_url: str) -> None:
+    """instrumentation.ts recovers at start-up; the route's GET lists without changing anything,
+    its POST recovers; all through Prisma 7's client, intervals coming back as strings."""
+    migrate_adopt(app_url)
+    with open_conn(app_url) as conn:
+        seed(conn, "run-stuck", "PROCESSING", "30 minutes")
+        seed(conn, "run-healthy", "PROCESSING", "10 seconds", done=5)
+        seed(conn, "run-done", "COMPLETED", "1 hour", done=10)
+        before = statuses(conn)
+
+        get, _ = run_snippet(project, app_url, ROUTE, "GET")
+        assert get is not None and get["status"] == 200, get
+        [stuck] = get["body"]["stuck"]
+        assert (stuck["run_id"], stuck["status"], stuck["completed"], stuck["total"]) == (
+            "run-stuck",
+            "PROCESSING",
+            3,
+            10,
+        )
+        assert isinstance(stuck["age"], str) and isinstance(stuck["idle"], str), stuck
+        assert statuses(conn) == before, "GET changed something"
+
+        _, log = run_snippet(project, app_url, "instrumentation.ts", "register")
+        assert "[Recovery] failed" not in log, log
+        recovered = [line for line in log.splitlines() if line.startswith("[Recovery]")]
+        assert len(recovered) == 1 and "run-stuck" in recovered[0], log
+        assert statuses(conn) == before | {"run-stuck": "FAILED"}
+
+        seed(conn, "run-stuck-pending", "PENDING", "1 hour", done=0)
+        post, _ = run_snippet(project, app_url, ROUTE, "POST")
+        assert post is not None and post["status"] == 200, post
+        [run] = post["body"]["recovered"]
+        assert (run["run_id"], run["previous_status"], run["action"]) == (
+            "run-stuck-pending",
+            "PENDING",
+            "failed",
+        )
+        assert isinstance(run["age"], str) and isinstance(run["idle"], str), run
+        assert statuses(conn)["run-stuck-pending"] == "FAILED"
+
+
+CATALOG = """
+SELECT format('%%s %%s rls=%%s acl=%%s comment=%%s', c.relkind, c.relname, c.relrowsecurity,
+              c.relacl, obj_description(c.oid, 'pg_class'))
+  FROM pg_class c WHERE c.relnamespace = %(ns)s::text::regnamespace
+UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = %(ns)s::text
+UNION ALL SELECT format('column %%s.%%s %%s notnull=%%s default=%%s', c.relname, a.attname,
+                        format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                        pg_get_expr(d.adbin, d.adrelid))
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+  WHERE c.relnamespace = %(ns)s::text::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL SELECT format('constraint %%s %%s', conname, pg_get_constraintdef(oid))
+  FROM pg_constraint WHERE connamespace = %(ns)s::text::regnamespace
+UNION ALL SELECT format('type %%s %%s %%s', t.typname, t.typtype,
+                        (SELECT array_agg(enumlabel ORDER BY enumsortorder)
+                         FROM pg_enum WHERE enumtypid = t.oid))
+  FROM pg_type t WHERE t.typnamespace = %(ns)s::text::regnamespace
+UNION ALL SELECT 'function ' || oid::regprocedure FROM pg_proc
+  WHERE pronamespace = %(ns)s::text::regnamespace
+UNION ALL SELECT format('trigger %%s %%s', tgname, pg_get_triggerdef(t.oid)) FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = %(ns)s::text::regnamespace
+UNION ALL SELECT 'policy ' || polname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+  WHERE c.relnamespace = %(ns)s::text::regnamespace
+"""
+
+
+def catalog(conn: psycopg.Connection, schema: str) -> set[str]:
+    """Everything a schema holds, one line per object, as pg_catalog describes it.
+
+    Names print schema-qualified whatever the connection's search_path.
+    """
+    with conn.transaction():
+        conn.execute("SET LOCAL search_path = pg_catalog")
+        return {row[0] for row in conn.execute(CATALOG, {"ns": schema}).fetchall()}
+
+
+def test_migrate_adopt_adds_only_the_sweep_index_to_prismas_schema(app_url: str) -> None:
+    """Prisma's schema holds what `prisma migrate deploy` made plus one partial index on the
+    adopted table; everything else of stuck-runs lives in `stuck_runs`, nothing in `public`."""
+    with open_conn(app_url) as conn:
+        prisma_made = catalog(conn, "app")
+        migrate_adopt(app_url)
+        adopted = catalog(conn, "app")
+        migrate_adopt(app_url)  # the prestart line, at the next start
+        assert catalog(conn, "app") == adopted
+
+        assert prisma_made <= adopted, prisma_made - adopted
+        index = sweep_index(app_url)
+        [(indexdef,)] = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'app' AND indexname = %s", (index,)
+        ).fetchall()
+        assert index.startswith("qualification_runs") and " WHERE " in indexdef, indexdef
+        assert adopted - prisma_made == {line for line in adopted if index in line}
+
+        schemas = conn.execute(
+            "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace"
+            " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
+        ).fetchone()[0]
+        assert schemas == ["app", "public", "stuck_runs"]
+        assert catalog(conn, "public") == set()
+        ours = catalog(conn, "stuck_runs")
+        for expected in (
+            "function stuck_runs.recover_stuck_runs(",
+            "v stuck_runs",
+            "v active_runs",
+            "r _yoyo_migration",
+        ):
+            assert any(line.startswith(expected) for line in ours), expected
+
+
+def schema_prisma(project: Path) -> str:
+    return (project / "schema.prisma").read_text()
+
+
+def with_partial_indexes(schema: str, index_line: str = "") -> str:
+    """schema.prisma with the `partialIndexes` preview feature on (and a line in the model)."""
+    mapped = '  @@map("qualification_runs")'
+    changed = schema.replace(
+        'provider = "prisma-client"',
+        'provider        = "prisma-client"\n  previewFeatures = ["partialIndexes"]',
+    ).replace(mapped, f"  {index_line}\n{mapped}" if index_line else mapped)
+    assert changed.count("partialIndexes") == 1 and index_line in changed
+    return changed
+
+
+def test_prisma_sees_no_drift_after_migrate_adopt(
+    project: Path, app_url: str, migrations: Path
+) -> None:
+    """`prisma migrate dev` would not ask to reset, and Prisma's diffs from the migrations and
+    from schema.prisma to the live database are empty."""
+    migrate_adopt(app_url)
+    assert engine(project, "dev", app_url, "schema.prisma", migrations).stdout == (
+        "createMigration\n"
+    )
+    assert statements(engine(project, "history", app_url, "schema.prisma", migrations).stdout) == []
+    assert statements(engine(project, "drift", app_url, "schema.prisma").stdout) == []
+
+    # With partialIndexes on, Prisma sees the sweep index, and would drop it without the line.
+    (project / "partial.prisma").write_text(with_partial_indexes(schema_prisma(project)))
+    assert statements(engine(project, "drift", app_url, "partial.prisma").stdout) == [
+        f'DROP INDEX "{sweep_index(app_url)}";'
+    ]
+
+
+def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
+    project: Path, app_url: str, migrations: Path
+) -> None:
+    """The README's @@index line is what `prisma db pull` writes for the index adoption made;
+    with it and the migration the README describes, Prisma sees no drift either way."""
+    migrate_adopt(app_url)
+    line = readme_index_line(readme_prisma_text())
+    (project / "partial.prisma").write_text(with_partial_indexes(schema_prisma(project)))
+    pulled = engine(project, "pull", app_url, "partial.prisma").stdout
+    assert line in [pulled_line.strip() for pulled_line in pulled.splitlines()]
+
+    (project / "indexed.prisma").write_text(with_partial_indexes(schema_prisma(project), line))
+    assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
+
+    # `prisma migrate dev --create-only`, then IF NOT EXISTS: the index may exist already.
+    assert "--create-only" in readme_prisma_text() and "IF NOT EXISTS" in readme_prisma_text()
+    created = engine(project, "next", app_url, "indexed.prisma", migrations).stdout
+    [create_index] = statements(created)
+    assert create_index.startswith(f'CREATE INDEX "{sweep_index(app_url)}" ON ')
+    (migrations / "1_stuck_runs_sweep_index").mkdir()
+    (migrations / "1_stuck_runs_sweep_index" / "migration.sql").write_text(
+        created.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ")
+    )
+    applied = engine(project, "deploy", app_url, "indexed.prisma", migrations).stdout
+    assert applied.split() == ["1_stuck_runs_sweep_index"]
+
+    migrate_adopt(app_url)  # the next start
+    assert engine(project, "dev", app_url, "indexed.prisma", migrations).stdout == (
+        "createMigration\n"
+    )
+    for command in ("next", "history"):
+        result = engine(project, command, app_url, "indexed.prisma", migrations)
+        assert statements(result.stdout) == [], command
+    assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
+
+
+def test_readme_prestart_line_migrates_prisma_first() -> None:
+    """Prisma creates or changes the table before stuck-runs adopts it, then recovery runs."""
+    text = readme_prisma_text()
+    [prestart] = re.findall(r'"prestart": "([^"]*)"', prisma_section(text))
+    order = [
+        prestart.find(step)
+        for step in (
+            "prisma migrate deploy",
+            "stuck-runs migrate --adopt qualification_runs",
+            "stuck-runs recover --fail-open",
+        )
+    ]
+    assert -1 not in order and order == sorted(order), prestart
+
+
+def test_committed_lib_prisma_is_the_readmes() -> None:
+    """tests/prisma runs by hand with the same lib/prisma.ts as the README's."""
+    snippets = typescript_snippets(readme_prisma_text())
+    assert (PRISMA_DIR / "lib" / "prisma.ts").read_text() == snippets["lib/prisma.ts"]
