@@ -109,6 +109,7 @@ def warn(message: str) -> None:
 
 def fail(message: str, *, fail_open: bool) -> NoReturn:
     """Report an operational error in one line; exit 1, or 0 under --fail-open."""
+    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     if fail_open:
         message += " (--fail-open: continuing without recovery)"
     click.echo(f"stuck-runs: error: {message}", err=True)
