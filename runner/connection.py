@@ -183,6 +183,15 @@ def pinned(
         yield conn
 
 
+def pin(conn: psycopg.Connection, target: Target) -> None:
+    """Point the current transaction's search_path at target.schema (until it ends)."""
+    conn.execute(
+        "SELECT pg_catalog.set_config('search_path',"
+        " pg_catalog.quote_ident(%s) OPERATOR(pg_catalog.||) ', pg_temp', true)",
+        (target.schema,),
+    )
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -25,6 +25,7 @@ from .connection import (
     Target,
     first_line,
     parse_database_url,
+    pin,
     run_with_deadline,
 )
 
@@ -238,47 +239,46 @@ __all__ = [
 ]
 
 
+# One round trip: which of the two candidate schemas hold stuck-runs, and may we use them.
 _LOCATE = """
-SELECT n.nspname::text FROM pg_catalog.pg_namespace AS n
+SELECT n.nspname::text AS schema,
+       EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+               WHERE p.pronamespace = n.oid AND p.proname = 'recover_stuck_runs') AS installed,
+       pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS usable,
+       CURRENT_USER::text AS username
+FROM pg_catalog.pg_namespace AS n
 WHERE n.nspname = ANY (%s::text[])
-  AND EXISTS (SELECT FROM pg_catalog.pg_proc AS p
-              WHERE p.pronamespace = n.oid AND p.proname = 'recover_stuck_runs')
 """
 
 
 def locate(conn: psycopg.Connection, target: Target, settings: Settings) -> Target:
     """Where stuck-runs is: its own schema, or where 0.1 put it (the app's schema).
 
-    An install made by 0.1 keeps working without --schema; each command says
-    once how to move it. An explicit --schema is taken as given.
+    Runs inside the command's first transaction and, when the answer is not
+    the schema that transaction was pinned to, pins it again. An install made
+    by 0.1 keeps working without --schema; each command says how to move it.
+    An explicit --schema is taken as given. A role without USAGE on the schema
+    would only hear "not installed": it is told what it lacks instead.
     """
-    target = _usable(conn, target) if settings.schema_given else target
-    if settings.schema_given or target.schema == target.app_schema:
-        return target
+    candidates = [target.schema]
+    if not settings.schema_given and target.app_schema != target.schema:
+        candidates.append(target.app_schema)
     with conn.cursor(row_factory=tuple_row) as cur:
-        found = {row[0] for row in cur.execute(_LOCATE, ([target.schema, target.app_schema],))}
-    if target.schema in found or target.app_schema not in found:
-        return _usable(conn, target)
-    note(
-        f"stuck-runs is installed in the application's schema {target.app_schema!r} (by "
-        f"stuck-runs 0.1); move it into schema {target.schema!r}, keeping its audit, settings "
-        "and registry, with: stuck-runs migrate --relocate"
-    )
-    return _usable(conn, target.in_schema(target.app_schema))
-
-
-def _usable(conn: psycopg.Connection, target: Target) -> Target:
-    """A role without USAGE on the schema would only hear "not installed": say what it lacks."""
-    with conn.cursor(row_factory=tuple_row) as cur:
-        row = cur.execute(
-            "SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE'), CURRENT_USER::text"
-            " FROM pg_catalog.pg_namespace AS n WHERE n.nspname = %s",
-            (target.schema,),
-        ).fetchone()
-    if row is not None and not row[0]:
+        rows = {r[0]: r[1:] for r in cur.execute(_LOCATE, (candidates,))}
+    legacy = rows.get(target.app_schema, (False,))[0] if len(candidates) > 1 else False
+    if legacy and not rows.get(target.schema, (False,))[0]:
+        note(
+            f"stuck-runs is installed in the application's schema {target.app_schema!r} (by "
+            f"stuck-runs 0.1); move it into schema {target.schema!r}, keeping its audit, "
+            "settings and registry, with: stuck-runs migrate --relocate"
+        )
+        target = target.in_schema(target.app_schema)
+        pin(conn, target)
+    found = rows.get(target.schema)
+    if found is not None and not found[1]:
         raise OperationalError(
-            f"role {row[1]!r} may not use schema {target.schema!r}, where stuck-runs lives; an "
+            f"role {found[2]!r} may not use schema {target.schema!r}, where stuck-runs lives; an "
             "owner of stuck-runs can print every GRANT the role needs: "
-            f"SELECT * FROM {target.schema}.stuck_runs_grant_sql({row[1]!r})"
+            f"SELECT * FROM {target.schema}.stuck_runs_grant_sql({found[2]!r})"
         )
     return target

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from . import output
 from .connection import OperationalError, Target, connect, pinned
 from .context import (
+    BadOptionValue,
     Settings,
     fail,
     interval_option,
@@ -54,12 +55,10 @@ class Outcome:
         self.table_faults += " was not swept: " in message
 
 
-def _open(target: Target, settings: Settings, connect_timeout: float, statement_timeout: float):
+def _open(target: Target, connect_timeout: float, statement_timeout: float) -> psycopg.Connection:
     conn = connect(target, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
     conn.row_factory = dict_row  # type: ignore[assignment]
-    with pinned(conn, target, statement_timeout):
-        found = locate(conn, target, settings)
-    return conn, found
+    return conn
 
 
 def _report_coverage(conn: psycopg.Connection, target: Target) -> None:
@@ -173,10 +172,10 @@ def recover(
         return budget - (time.monotonic() - started)
 
     def work(target: Target) -> None:
-        conn, target = _open(target, settings, connect_timeout, statement_timeout)
-        with conn:
+        with _open(target, connect_timeout, statement_timeout) as conn:
             print_notices(conn, on_warning=outcome.fault)
             with pinned(conn, target, statement_timeout):
+                target = locate(conn, target, settings)
                 with option_values("--older-than"):
                     checks = conn.execute(_CHECKS, params).fetchone()
                 if checks and checks["standby"]:
@@ -280,10 +279,10 @@ def list_runs(
     """
 
     def work(target: Target) -> int:
-        conn, target = _open(target, settings, connect_timeout, statement_timeout)
-        with conn:
+        with _open(target, connect_timeout, statement_timeout) as conn:
             print_notices(conn)
             with pinned(conn, target, statement_timeout):
+                target = locate(conn, target, settings)
                 if conn.execute(
                     "SELECT pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS r"
                 ).fetchone()["r"]:
@@ -295,16 +294,11 @@ def list_runs(
                         count += 1
                         line = output.json_line(row) if as_json else output.active_line(row)
                         click.echo(line)
-                raise_rollback()
+                raise psycopg.Rollback()  # read only: nothing to commit
         return count
 
     count = run(settings, work, deadline=connect_timeout + statement_timeout)
     note(f"{count} active run(s)")
-
-
-def raise_rollback() -> None:
-    """Leave a read-only transaction without committing anything."""
-    raise psycopg.Rollback()
 
 
 def resolve_table(conn: psycopg.Connection, target: Target, table: str | None) -> int | None:
@@ -316,8 +310,6 @@ def resolve_table(conn: psycopg.Connection, target: Target, table: str | None) -
             "SELECT stuck_runs_resolve_table(%s, %s)::oid AS oid", (table, target.app_schema)
         ).fetchone()
     if row is None or row["oid"] is None:
-        from .context import BadOptionValue
-
         raise BadOptionValue(
             "--table", f"there is no table {table!r} in schema {target.app_schema!r}"
         )
@@ -353,9 +345,9 @@ def resume(
 
     def work(target: Target) -> tuple[list[str], Target]:
         refused: list[str] = []
-        conn, target = _open(target, settings, connect_timeout, statement_timeout)
-        with conn:
+        with _open(target, connect_timeout, statement_timeout) as conn:
             with pinned(conn, target, statement_timeout):
+                target = locate(conn, target, settings)
                 oid = resolve_table(conn, target, table)
             for run_id in run_ids:
                 try:
