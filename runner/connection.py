@@ -148,10 +148,22 @@ def connect(
         ) from None
     if session:
         try:
+            row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+            if row is None or row[0] != conn.info.backend_pid:
+                # A pooler hands out a key of its own at connect time: the backend
+                # that answers is not the one we were told about.
+                raise OperationalError(
+                    "this command needs a session of its own, and the database URL goes "
+                    "through a transaction pooler: set --direct-url / DIRECT_URL to the "
+                    "unpooled URL"
+                )
             conn.execute(_SETTINGS, _settings_params(target, statement_timeout, local=False))
         except psycopg.Error as exc:
             conn.close()
             raise OperationalError(target.redact(first_line(exc))) from None
+        except OperationalError:
+            conn.close()
+            raise
     return conn
 
 

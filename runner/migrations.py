@@ -114,9 +114,8 @@ def apply_migrations(
     by stuck-runs 0.1 in the application's schema into target.schema.
     """
     with connect(
-        target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        target, connect_timeout=connect_timeout, statement_timeout=statement_timeout, session=True
     ) as conn:
-        ensure_schema(conn, target.schema)
         conn.execute(
             "SELECT pg_catalog.set_config('lock_timeout', %s, false)",
             (f"{int(lock_timeout * 1000)}ms",),
@@ -134,6 +133,8 @@ def apply_migrations(
                     "`migrate` needs a session of its own, and this connection goes through a "
                     "transaction pooler: set --direct-url / DIRECT_URL to the unpooled URL"
                 )
+            # Under the lock: two first installs at once must not race to create it.
+            ensure_schema(conn, target.schema)
             if relocate_from is not None:
                 relocate(conn, relocate_from, target.schema)
             with yoyo_backend(
