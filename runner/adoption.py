@@ -16,7 +16,7 @@ import click
 import psycopg
 from psycopg.rows import dict_row
 
-from .connection import Target, connect
+from .connection import Target, connect, first_line
 from .context import (
     BadOptionValue,
     Settings,
@@ -25,6 +25,7 @@ from .context import (
     print_notices,
     run,
     timeout_options,
+    warn,
 )
 
 # adopt_runs_table()'s column arguments, by the ROLE names the CLI accepts.
@@ -185,7 +186,12 @@ def build_missing_indexes(
         conn.execute("SET statement_timeout = 0")
     for table_name, ddl in rows:
         echo(f"{table_name}: {ddl}")
-        conn.execute(ddl)
+        try:
+            conn.execute(ddl)
+        except psycopg.Error as exc:
+            # One table's index never fails the whole migrate: sweeps still
+            # work without it, only slower, and the next migrate tries again.
+            warn(f"could not build the sweep index of {table_name}: {first_line(exc)}")
     return len(rows)
 
 

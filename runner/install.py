@@ -23,7 +23,23 @@ from .adoption import (
     unadopted_builtin,
 )
 from .connection import Target, connect, pinned
-from .context import Settings, locate, note, print_notices, run, timeout_options
+from .context import Settings, locate, note, print_notices, run, timeout_options, warn
+
+# Who besides us may CREATE in stuck-runs' schema (pg_database_owner stands for
+# the database's owner; superusers are trusted anyway).
+_OTHER_WRITERS = """
+SELECT pg_catalog.string_agg(DISTINCT coalesce(r.rolname::text, 'PUBLIC'), ', ')
+FROM pg_catalog.pg_namespace AS n
+CROSS JOIN LATERAL pg_catalog.aclexplode(
+    coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) AS a
+LEFT JOIN pg_catalog.pg_roles AS r
+  ON r.oid = CASE WHEN a.grantee = 'pg_database_owner'::regrole
+                  THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d
+                        WHERE d.datname = pg_catalog.current_database())
+                  ELSE a.grantee END
+WHERE n.nspname = %s AND a.privilege_type = 'CREATE'
+  AND (a.grantee = 0 OR (r.oid <> CURRENT_USER::regrole AND NOT r.rolsuper))
+"""
 
 
 @click.command()
@@ -100,6 +116,14 @@ def migrate(
             session=True,
         ) as conn:
             print_notices(conn)
+            writers = conn.execute(_OTHER_WRITERS, (target.schema,)).fetchone()[0]
+            if writers:
+                warn(
+                    f"roles other than the installing one may create objects in schema "
+                    f"{target.schema!r} ({writers}): stuck-runs' functions search it, so such "
+                    "a role could get a more privileged caller to run its code; install into a "
+                    "schema of its own (the default, stuck_runs)"
+                )
             if table:
                 _adopt(conn, target, table, columns, time_zone)
             build_missing_indexes(conn, creating)

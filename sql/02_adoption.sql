@@ -132,6 +132,13 @@ BEGIN
         RAISE EXCEPTION 'adopt_runs_table: % is not a table', coalesce(table_name::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Its sweep index could not be built CONCURRENTLY, and every migrate would
+    -- fail trying: refused up front instead.
+    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind = 'p') THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is a partitioned table, which stuck-runs does not cover yet', table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Adopt each partition instead: they are tables of their own.';
+    END IF;
     IF NOT stuck_runs_may_adopt(table_name) THEN
         RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
             USING ERRCODE = 'insufficient_privilege';

@@ -185,3 +185,21 @@ def test_adoption_needs_ownership_by_name_or_oid(db_url):
             ).fetchone()[0]
             == 0
         )
+
+
+def test_migrate_warns_when_others_may_create_in_its_schema(empty_db_url):
+    name = f"cotenant_{uuid.uuid4().hex[:8]}"
+    with open_conn(empty_db_url) as conn:
+        conn.execute(f'CREATE ROLE "{name}"')
+        conn.execute(f'GRANT CREATE ON SCHEMA public TO "{name}"')
+    try:
+        result = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
+        assert result.returncode == 0, result.stderr
+        assert f"may create objects in schema 'public' ({name})" in result.stderr
+        # An explicit --schema of its own (nobody else may create there): no warning.
+        own = run_cli("--database-url", empty_db_url, "--schema", "stuck_runs", "migrate")
+        assert own.returncode == 0 and "may create objects" not in own.stderr, own.stderr
+    finally:
+        with open_conn(empty_db_url) as conn:
+            conn.execute(f'DROP OWNED BY "{name}"')
+            conn.execute(f'DROP ROLE "{name}"')

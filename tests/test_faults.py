@@ -223,3 +223,35 @@ def test_a_mistyped_table_is_named_as_such(db_url):
         assert result.returncode == 2, (command, result.stderr)
         assert "there is no table 'no_such_table' in schema 'public'" in result.stderr
         assert "not installed" not in result.stderr
+
+
+def test_a_partitioned_table_is_refused_up_front_and_migrate_stays_green(db_url, conn):
+    conn.execute(
+        "CREATE TABLE parted_runs (id text, status text NOT NULL,"
+        " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,"
+        " PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at)"
+    )
+    result = run_cli(
+        "--database-url",
+        db_url,
+        "adopt",
+        "--table",
+        "parted_runs",
+        "--yes",
+        "--column",
+        "completed_at=",
+        "--column",
+        "error=",
+        "--column",
+        "completed=",
+        "--column",
+        "total=",
+    )
+    assert result.returncode == 2 and "partitioned table" in result.stderr, result.stderr
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM stuck_runs.stuck_runs_tables WHERE NOT managed"
+        ).fetchone()[0]
+        == 0
+    )
+    assert run_cli("--database-url", db_url, "migrate").returncode == 0
