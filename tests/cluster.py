@@ -103,3 +103,13 @@ class Cluster:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+# What a cluster needs to run pg_cron jobs (tests/test_pgcron.py, tests/test_pooler.py).
+PG_CRON_SETTINGS = {
+    "shared_preload_libraries": "'pg_cron'",
+    "cron.database_name": "'postgres'",
+    # Jobs run in background workers: no TCP connection, no password.
+    "cron.use_background_workers": "on",
+    "max_worker_processes": "32",
+}

@@ -97,3 +97,48 @@ def explain_sweep(conn: psycopg.Connection, table: str) -> str:
     ).fetchall()
     conn.execute("DEALLOCATE sweep")
     return "\n".join(r[0] for r in plan)
+
+
+# What `prisma migrate` creates for
+#   enum RunStatus { PENDING PROCESSING COMPLETED FAILED }
+#   model QualificationRun { id String @id @default(cuid()) status RunStatus @default(PENDING)
+#     totalProspects Int @default(0) processedProspects Int @default(0)
+#     createdAt DateTime @default(now()) updatedAt DateTime @updatedAt
+#     completedAt DateTime? errorMessage String? }
+PRISMA_DDL = """
+CREATE TYPE "RunStatus" AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED');
+CREATE TABLE "QualificationRun" (
+    "id" TEXT NOT NULL,
+    "status" "RunStatus" NOT NULL DEFAULT 'PENDING',
+    "totalProspects" INTEGER NOT NULL DEFAULT 0,
+    "processedProspects" INTEGER NOT NULL DEFAULT 0,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+    "completedAt" TIMESTAMP(3),
+    "errorMessage" TEXT,
+    CONSTRAINT "QualificationRun_pkey" PRIMARY KEY ("id")
+);
+"""
+TABLE = '"QualificationRun"'
+# How recovery's rows name it: qualified, since the app's schema is not stuck-runs' own.
+SHOWN = 'public."QualificationRun"'
+
+
+def prisma_run(conn: psycopg.Connection, cuid: str, status: str, idle: str, done: int = 0) -> None:
+    """Prisma writes UTC wall-clock time into `timestamp without time zone` columns."""
+    conn.execute(
+        'INSERT INTO "QualificationRun" (id, status, "totalProspects", "processedProspects",'
+        ' "createdAt", "updatedAt")'
+        " VALUES (%s, %s, 10, %s, (now() - interval '1 day') AT TIME ZONE 'UTC',"
+        "         (now() - %s::interval) AT TIME ZONE 'UTC')",
+        (cuid, status, done, idle),
+    )
+
+
+def cli(*args: str, env: dict[str, str] | None = None):
+    """The command in this process (click's runner): fast, with stdout and stderr apart."""
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)

@@ -14,11 +14,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
-from .helpers import insert_run, open_conn, run_cli, status_of, with_query
-
-
-def cli(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+from .helpers import cli, insert_run, open_conn, run_cli, status_of, with_query
 
 
 def test_recover_prints_active_runs_then_recovered_runs(db_url, conn):

@@ -20,12 +20,9 @@ import pytest
 from runner.connection import parse_database_url
 from runner.migrations import apply_migrations
 
-from .cluster import Cluster, system_extension_available
+from .cluster import PG_CRON_SETTINGS, Cluster, system_extension_available
 from .conftest import migrate
-from .helpers import insert_run, open_conn, run_cli, status_of
-from .test_adoption import PRISMA_DDL, prisma_run
-from .test_adoption import TABLE as PRISMA_TABLE
-from .test_cli import cli
+from .helpers import PRISMA_DDL, TABLE, cli, insert_run, open_conn, prisma_run, run_cli, status_of
 
 needs_pg15 = pytest.mark.skipif(
     not system_extension_available("pg_cron"),
@@ -37,13 +34,6 @@ needs_pg15 = pytest.mark.skipif(
 WAIT_FOR_CRON = 90
 # A schema name that needs quoting everywhere: the job's SQL must not break on it.
 TENANT = 'Tenant\'s "Runs"'
-PG_CRON_SETTINGS = {
-    "shared_preload_libraries": "'pg_cron'",
-    "cron.database_name": "'postgres'",
-    # Jobs run in background workers: no TCP connection, no password.
-    "cron.use_background_workers": "on",
-    "max_worker_processes": "32",
-}
 
 
 @dataclass
@@ -139,7 +129,7 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     # The app also has its own Prisma-shaped table, adopted with the proposed mapping.
     with open_conn(cron.app_url) as conn:
         conn.execute(PRISMA_DDL)
-    adopted = run_cli("--database-url", cron.app_url, "adopt", "--table", PRISMA_TABLE, "--yes")
+    adopted = run_cli("--database-url", cron.app_url, "adopt", "--table", TABLE, "--yes")
     assert adopted.returncode == 0, adopted.stderr
     with open_conn(cron.app_url) as conn:
         prisma_run(conn, "ckcron00001", "PROCESSING", "1 hour", done=2)

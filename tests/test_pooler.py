@@ -43,12 +43,10 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .cluster import Cluster, system_extension_available
+from .cluster import PG_CRON_SETTINGS, Cluster, system_extension_available
 from .conftest import create_database, drop_database
-from .helpers import run_cli, with_dbname, with_query
+from .helpers import PRISMA_DDL, prisma_run, run_cli, with_dbname, with_query
 from .pgbouncer import TRACKED_PARAMETERS, PgBouncer, running_pgbouncer
-from .test_adoption import PRISMA_DDL, prisma_run
-from .test_pgcron import PG_CRON_SETTINGS
 
 DEFAULT_SCHEMA = "stuck_runs"
 MIGRATIONS = sorted(
