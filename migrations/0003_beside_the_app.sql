@@ -579,7 +579,7 @@ AS $$
 DECLARE
     cutoff    timestamptz;
     t         stuck_runs_tables;
-    runs      stuck_runs_recovered_run[] := '{}';
+    runs      stuck_runs_recovered_run[] := '{}'::stuck_runs_recovered_run[];
     swept     stuck_runs_recovered_run[];
     any_stuck boolean;
     n         integer;
@@ -622,7 +622,7 @@ BEGIN
             EXECUTE stuck_runs_sweep_sql(t)
                 INTO swept
                 USING cutoff, max_runs - cardinality(runs), max_attempts, older_than;
-            runs := runs || coalesce(swept, '{}');
+            runs := runs || coalesce(swept, '{}'::stuck_runs_recovered_run[]);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not swept: %', t.table_name, SQLERRM
                 USING DETAIL = format('SQLSTATE %s; the other tables were recovered.', SQLSTATE);
@@ -633,7 +633,8 @@ BEGIN
     IF n > 0 THEN
         -- One notification per recovering call, delivered on commit only. Run ids
         -- are listed while the payload stays under PostgreSQL's 8000-byte limit.
-        SELECT count(*) FILTER (WHERE u.action = 'requeued') INTO requeued FROM unnest(runs) AS u;
+        SELECT (count(*) FILTER (WHERE u.action = 'requeued'))::integer INTO requeued
+        FROM unnest(runs) AS u;
         IF n <= 200 THEN
             payload := json_build_object(
                 'count', n, 'failed', n - requeued, 'requeued', requeued,

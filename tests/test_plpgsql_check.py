@@ -63,7 +63,7 @@ def checked_db() -> Iterator[str]:
         cluster.destroy()
 
 
-def plpgsql_targets(conn: psycopg.Connection, schema: str = "public") -> list[Target]:
+def plpgsql_targets(conn: psycopg.Connection, schema: str = "stuck_runs") -> list[Target]:
     """Every PL/pgSQL function of `schema` (not an extension's), once per trigger using it."""
     rows = conn.execute(
         """
