@@ -22,13 +22,15 @@ from .adoption import (
     resolve,
     unadopted_builtin,
 )
-from .connection import Target, connect, pinned
+from .connection import OperationalError, Target, connect, pinned
 from .context import Settings, locate, note, print_notices, run, timeout_options, warn
 
 # Who besides us may CREATE in stuck-runs' schema (pg_database_owner stands for
 # the database's owner; superusers are trusted anyway).
 _OTHER_WRITERS = """
-SELECT pg_catalog.string_agg(DISTINCT coalesce(r.rolname::text, 'PUBLIC'), ', ')
+SELECT pg_catalog.string_agg(DISTINCT coalesce(r.rolname::text, 'PUBLIC'), ', '),
+       pg_catalog.to_regclass(pg_catalog.quote_ident(%(schema)s)
+                              OPERATOR(pg_catalog.||) '._yoyo_migration') IS NOT NULL
 FROM pg_catalog.pg_namespace AS n
 CROSS JOIN LATERAL pg_catalog.aclexplode(
     coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) AS a
@@ -37,7 +39,7 @@ LEFT JOIN pg_catalog.pg_roles AS r
                   THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d
                         WHERE d.datname = pg_catalog.current_database())
                   ELSE a.grantee END
-WHERE n.nspname = %s AND a.privilege_type = 'CREATE'
+WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
   AND (a.grantee = 0 OR (r.oid <> CURRENT_USER::regrole AND NOT r.rolsuper))
 """
 
@@ -93,14 +95,15 @@ def migrate(
     from .migrations import apply_migrations
 
     def work(target: Target) -> tuple[list[str], Target]:
-        if not relocate:
-            with (
-                connect(
-                    target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
-                ) as conn,
-                pinned(conn, target, statement_timeout),
-            ):
+        with (
+            connect(
+                target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+            ) as conn,
+            pinned(conn, target, statement_timeout),
+        ):
+            if not relocate:
                 target = locate(conn, target, settings)
+            _check_writers(conn, target)
         applied = apply_migrations(
             target,
             connect_timeout=connect_timeout,
@@ -116,14 +119,6 @@ def migrate(
             session=True,
         ) as conn:
             print_notices(conn)
-            writers = conn.execute(_OTHER_WRITERS, (target.schema,)).fetchone()[0]
-            if writers:
-                warn(
-                    f"roles other than the installing one may create objects in schema "
-                    f"{target.schema!r} ({writers}): stuck-runs' functions search it, so such "
-                    "a role could get a more privileged caller to run its code; install into a "
-                    "schema of its own (the default, stuck_runs)"
-                )
             if table:
                 _adopt(conn, target, table, columns, time_zone)
             build_missing_indexes(conn, creating)
@@ -146,6 +141,30 @@ def migrate(
         note(f"{len(applied)} migration(s) applied; the database is up to date{where}")
     else:
         note(f"nothing to apply; the database is up to date{where}")
+
+
+def _check_writers(conn, target: Target) -> None:
+    """Refuse a new install where other roles may create objects; warn on an existing one.
+
+    stuck-runs' functions search their own schema: an overload planted there
+    would run as whoever calls them (a superuser's pg_cron job, the migrating role).
+    """
+    row = conn.execute(_OTHER_WRITERS, {"schema": target.schema}).fetchone()
+    writers, installed = row if row else (None, False)
+    if not writers:
+        return
+    message = (
+        f"roles other than the installing one may create objects in schema {target.schema!r} "
+        f"({writers}), which stuck-runs' functions search: such a role could get a more "
+        "privileged caller to run its code"
+    )
+    if installed:
+        warn(f"{message}; revoke their CREATE, or move stuck-runs with --relocate")
+        return
+    raise OperationalError(
+        f"{message}; nothing was installed: revoke their CREATE on it, or install into a "
+        "schema of its own (the default, stuck_runs)"
+    )
 
 
 def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:

@@ -125,6 +125,7 @@ DECLARE
     labels   text[];
     wanted   text;
     max_len  integer;
+    allowed  boolean;
 BEGIN
     IF table_name IS NULL OR NOT EXISTS (
         SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind IN ('r', 'p')
@@ -242,6 +243,27 @@ BEGIN
         END LOOP;
     END IF;
 
+    -- A CHECK constraint on the status column alone must allow every status
+    -- recovery writes (or reads): try each value against its expression.
+    FOR col IN
+        SELECT con.conname, pg_get_expr(con.conbin, con.conrelid) AS expr
+        FROM pg_constraint AS con
+        JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attname = status_column
+        WHERE con.conrelid = table_name AND con.contype = 'c' AND con.conkey = ARRAY[a.attnum]
+    LOOP
+        FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
+            EXECUTE format('SELECT %s FROM (SELECT $1::%s AS %I) AS r', col.expr,
+                           stuck_runs_column_type(table_name, status_column), status_column)
+                INTO allowed USING wanted;
+            IF allowed = false THEN
+                RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
+                    wanted, col.conname, table_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('The constraint reads: %s.', col.expr);
+            END IF;
+        END LOOP;
+    END LOOP;
+
     BEGIN
         PERFORM now() AT TIME ZONE time_zone;
     EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
@@ -282,6 +304,19 @@ BEGIN
         time_zone = excluded.time_zone, schema_name = excluded.schema_name,
         relation_name = excluded.relation_name, adopted_at = now()
     RETURNING t.* INTO entry;
+
+    -- 'processing' is not 'PROCESSING': when a sample of the table holds rows
+    -- and none has any status we were told about, say what it does hold.
+    EXECUTE format('SELECT array_agg(DISTINCT s ORDER BY s), bool_or(s = ANY ($1))'
+                   ' FROM (SELECT r.%I::text AS s FROM %s AS r LIMIT 10000) AS sample',
+                   status_column, stuck_runs_qualified_name(table_name))
+        INTO labels, allowed USING active_statuses || failed_status;
+    IF labels IS NOT NULL AND NOT allowed THEN
+        RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
+            table_name, array_to_string(active_statuses || failed_status, ', '),
+            array_to_string(labels[1:10], ', ')
+            USING HINT = 'Statuses are compared exactly, case included: give --active-statuses and --failed-status as the table spells them.';
+    END IF;
 
     IF EXISTS (SELECT FROM stuck_runs_index_ddl(table_name)) THEN
         RAISE NOTICE 'stuck-runs: % has no index for sweeps yet; run outside a transaction: %',

@@ -187,18 +187,29 @@ def test_adoption_needs_ownership_by_name_or_oid(db_url):
         )
 
 
-def test_migrate_warns_when_others_may_create_in_its_schema(empty_db_url):
+def test_migrate_refuses_a_schema_others_may_create_in(empty_db_url):
+    """With --schema public, a role with CREATE there could plant overloads our functions find."""
     name = f"cotenant_{uuid.uuid4().hex[:8]}"
     with open_conn(empty_db_url) as conn:
         conn.execute(f'CREATE ROLE "{name}"')
         conn.execute(f'GRANT CREATE ON SCHEMA public TO "{name}"')
     try:
-        result = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
-        assert result.returncode == 0, result.stderr
-        assert f"may create objects in schema 'public' ({name})" in result.stderr
-        # An explicit --schema of its own (nobody else may create there): no warning.
-        own = run_cli("--database-url", empty_db_url, "--schema", "stuck_runs", "migrate")
-        assert own.returncode == 0 and "may create objects" not in own.stderr, own.stderr
+        refused = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
+        assert refused.returncode == 1, refused.stderr
+        assert f"may create objects in schema 'public' ({name})" in refused.stderr
+        assert "nothing was installed" in refused.stderr
+        with open_conn(empty_db_url) as conn:
+            assert (
+                conn.execute("SELECT to_regclass('public._yoyo_migration')").fetchone()[0] is None
+            )
+            conn.execute(f'REVOKE CREATE ON SCHEMA public FROM "{name}"')
+        installed = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
+        assert installed.returncode == 0 and "may create" not in installed.stderr
+        with open_conn(empty_db_url) as conn:
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{name}"')
+        warned = run_cli("--database-url", empty_db_url, "--schema", "public", "migrate")
+        assert warned.returncode == 0, warned.stderr
+        assert "stuck-runs: warning: roles other than the installing one" in warned.stderr
     finally:
         with open_conn(empty_db_url) as conn:
             conn.execute(f'DROP OWNED BY "{name}"')

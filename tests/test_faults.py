@@ -62,9 +62,9 @@ FAULTS = {
 def test_a_failing_table_never_stops_the_others(db_url, conn, fault):
     table_args, row, cause = FAULTS[fault]
     make_table(conn, "bad_runs", **table_args)
-    if fault.startswith("CHECK"):
-        conn.execute("ALTER TABLE bad_runs ADD CONSTRAINT no_failed CHECK (status <> 'FAILED')")
     adopt(conn, "bad_runs")
+    if fault.startswith("CHECK"):  # added after adoption, which would have refused it
+        conn.execute("ALTER TABLE bad_runs ADD CONSTRAINT no_failed CHECK (status <> 'FAILED')")
     stuck(conn, "bad_runs", "bad-1", **row)
     good = insert_run(conn, "PROCESSING", idle="1 hour")
 
@@ -255,3 +255,33 @@ def test_a_partitioned_table_is_refused_up_front_and_migrate_stays_green(db_url,
         == 0
     )
     assert run_cli("--database-url", db_url, "migrate").returncode == 0
+
+
+def test_statuses_the_table_cannot_hold_or_never_holds(conn):
+    make_table(conn, "lower_runs")
+    conn.execute(
+        "ALTER TABLE lower_runs ADD CONSTRAINT known_status"
+        " CHECK (status IN ('pending', 'processing', 'done', 'failed'))"
+    )
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue,
+        match='status "PENDING" is not allowed by the CHECK constraint known_status',
+    ):
+        adopt(conn, "lower_runs")
+    conn.execute("ALTER TABLE lower_runs DROP CONSTRAINT known_status")
+    conn.execute(
+        "INSERT INTO lower_runs (id, status, updated_at) VALUES"
+        " ('a', 'processing', now() - interval '2 hours'), ('b', 'done', now())"
+    )
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    adopt(conn, "lower_runs")
+    assert notices[0] == (
+        "stuck-runs: no row of public.lower_runs has status PENDING, PROCESSING, FAILED;"
+        " its rows have: done, processing"
+    )
+    adopt(conn, "lower_runs", active_statuses=["processing"], failed_status="failed")
+    assert len([n for n in notices if "no row of" in n]) == 1
+    assert conn.execute(
+        "SELECT run_id FROM stuck_runs.recover_stuck_runs('5 minutes')"
+    ).fetchall() == [("a",)]
