@@ -285,3 +285,73 @@ def test_statuses_the_table_cannot_hold_or_never_holds(conn):
     assert conn.execute(
         "SELECT run_id FROM stuck_runs.recover_stuck_runs('5 minutes')"
     ).fetchall() == [("a",)]
+
+
+def test_dropping_an_adopted_table_while_recovery_runs(db_url, conn):
+    """The app re-creates its table (prisma migrate reset) while reapers sweep: never an error."""
+    import threading
+
+    from .helpers import open_conn
+
+    make_table(conn, "churn_runs")
+    adopt(conn, "churn_runs")
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def reap() -> None:
+        with open_conn(db_url) as reaper:
+            reaper.add_notice_handler(lambda d: None)
+            while not stop.is_set():
+                insert_run(reaper, "PROCESSING", idle="1 hour")
+                try:
+                    reaper.execute("SELECT * FROM stuck_runs.recover_stuck_runs('5 minutes')")
+                    reaper.execute("SELECT * FROM stuck_runs.active_runs").fetchall()
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+
+    threads = [threading.Thread(target=reap) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(40):
+            conn.execute("DROP TABLE churn_runs")
+            make_table(conn, "churn_runs")
+            adopt(conn, "churn_runs")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM stuck_runs.qualification_runs WHERE status = 'PROCESSING'"
+            " AND updated_at < now() - interval '5 minutes'"
+        ).fetchone()[0]
+        <= 2
+    )
+
+
+def test_migrate_by_a_role_without_create_says_so(empty_db_url):
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    from .helpers import open_conn
+
+    name = f"nocreate_{uuid.uuid4().hex[:8]}"
+    with open_conn(empty_db_url) as admin:
+        admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        dbname = admin.info.dbname
+        admin.execute(f'REVOKE CREATE ON DATABASE "{dbname}" FROM PUBLIC')
+    parts = urlsplit(empty_db_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    url = urlunsplit((parts.scheme, f"{name}@{host}", parts.path, parts.query, ""))
+    try:
+        result = run_cli("--database-url", url, "migrate")
+        assert result.returncode == 1
+        assert "permission denied for database" in result.stderr, result.stderr
+        assert "not installed" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        with open_conn(empty_db_url) as admin:
+            admin.execute(f'DROP OWNED BY "{name}"')
+            admin.execute(f'DROP ROLE "{name}"')
