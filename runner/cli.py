@@ -12,7 +12,8 @@ import os
 import click
 
 from . import adoption, install, recovery, schedule
-from .context import DEFAULT_SCHEMA, Settings
+from .connection import DEFAULT_SCHEMA
+from .context import Settings
 
 
 @click.group(

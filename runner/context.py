@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -20,7 +20,6 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from .connection import (
-    DEFAULT_SCHEMA,
     OperationalError,
     Target,
     first_line,
@@ -34,13 +33,14 @@ T = TypeVar("T")
 # SQLSTATEs that mean "this option's value is wrong": usage errors (exit 2).
 _BAD_VALUE_STATES = {"22007", "22008", "22015", "22023", "22P02"}
 # What to add to the server's message, by SQLSTATE ({schema} is stuck-runs' schema).
+_NOT_INSTALLED = (
+    "stuck-runs is not installed in schema {schema} ({message}); "
+    "run `stuck-runs migrate` first (or pass the --schema it was installed in)"
+)
 _HINTS = {
-    "42883": "stuck-runs is not installed in schema {schema} ({message}); "
-    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
-    "42P01": "stuck-runs is not installed in schema {schema} ({message}); "
-    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
-    "3F000": "stuck-runs is not installed in schema {schema} ({message}); "
-    "run `stuck-runs migrate` first (or pass the --schema it was installed in)",
+    "42883": _NOT_INSTALLED,  # undefined function
+    "42P01": _NOT_INSTALLED,  # undefined table
+    "3F000": _NOT_INSTALLED,  # invalid schema name
     "42501": "{message}; an owner of stuck-runs can print every GRANT this role needs: "
     "SELECT * FROM {schema}.stuck_runs_grant_sql('<role>')",
     "57014": "{message} (raise --statement-timeout if the database is just slow)",
@@ -87,16 +87,14 @@ class Settings:
                 )
             return target
         direct = parse_database_url(self.direct_url, schema=self.schema)
-        if self.database_url and "schema=" not in self.direct_url:
-            app = parse_database_url(self.database_url).app_schema
-            direct = Target(
-                conninfo=direct.conninfo,
-                schema=direct.schema,
-                app_schema=app,
-                pooled=direct.pooled,
-                secrets=direct.secrets,
-            )
-        return direct
+        if not self.database_url:
+            return direct
+        app = parse_database_url(self.database_url)
+        return replace(
+            direct,
+            app_schema=direct.app_schema if "schema=" in self.direct_url else app.app_schema,
+            secrets=direct.secrets + app.secrets,
+        )
 
 
 def note(message: str) -> None:
@@ -221,22 +219,6 @@ def print_notices(
             note(text)
 
     conn.add_notice_handler(show)
-
-
-__all__ = [
-    "DEFAULT_SCHEMA",
-    "BadOptionValue",
-    "Settings",
-    "fail",
-    "interval_option",
-    "locate",
-    "note",
-    "option_values",
-    "print_notices",
-    "run",
-    "timeout_options",
-    "warn",
-]
 
 
 # One round trip: which of the two candidate schemas hold stuck-runs, and may we use them.
