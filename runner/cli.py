@@ -2,21 +2,50 @@
 
 All recovery logic lives in SQL (sql/, migrations/). Each command lives in a
 module of its own (recovery, adoption, install, schedule, demo) built on the
-shared plumbing in runner/context.py; none imports another.
+shared plumbing in runner/context.py; none imports another, and each is
+imported only when its command runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
-from . import adoption, install, recovery, schedule
 from .connection import DEFAULT_SCHEMA
 from .context import Settings
 
+# Each command and the module that holds it, imported only when it runs:
+# `recover` at every start-up pays for nothing else.
+COMMANDS = {
+    "migrate": "install:migrate",
+    "recover": "recovery:recover",
+    "list": "recovery:list_runs",
+    "resume": "recovery:resume",
+    "adopt": "adoption:adopt",
+    "unadopt": "adoption:unadopt",
+    "schedule": "schedule:schedule",
+    "unschedule": "schedule:unschedule",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*COMMANDS, *self.commands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(f".{module}", __package__), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 @click.group(
+    cls=LazyGroup,
     name="stuck-runs",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Example: DATABASE_URL=postgresql://app@db/app stuck-runs recover",
@@ -49,19 +78,6 @@ def main(ctx: click.Context, database_url: str | None, direct_url: str | None, s
     """Recover background runs left PENDING/PROCESSING by a worker that died."""
     given = ctx.get_parameter_source("schema") != click.core.ParameterSource.DEFAULT
     ctx.obj = Settings(database_url, direct_url, schema, given)
-
-
-for command in (
-    install.migrate,
-    recovery.recover,
-    recovery.list_runs,
-    recovery.resume,
-    adoption.adopt,
-    adoption.unadopt,
-    schedule.schedule,
-    schedule.unschedule,
-):
-    main.add_command(command)
 
 
 @main.command()
