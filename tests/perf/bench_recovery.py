@@ -956,16 +956,43 @@ def measure_runner(
     conninfo, env = psql_env(url)
     psql = shutil.which("psql")
     psql_cmd = [psql, conninfo, "-c", RECOVER_SQL] if psql else None
+    # The floor: a bare interpreter that imports psycopg and makes the same call.
+    floor_cmd = [
+        sys.executable,
+        "-c",
+        "import sys, psycopg; c = psycopg.connect(sys.argv[1]);"
+        f' c.execute("SELECT * FROM stuck_runs.{RECOVER_SQL.removeprefix("SELECT * FROM ")}")'
+        ".fetchall()",
+        conninfo,
+    ]
     runner_ms: list[float] = []
     psql_ms: list[float] = []
+    floor_ms: list[float] = []
     run_checked(runner)  # warm the file system cache and the .pyc files
+    run_checked(floor_cmd)
     if psql_cmd:
         run_checked(psql_cmd, env=env)  # type: ignore[arg-type]
     for _ in range(plan.cli_runs):
         runner_ms.append(timed_ms(lambda: run_checked(runner))[0])
+        floor_ms.append(timed_ms(lambda: run_checked(floor_cmd))[0])
         if psql_cmd:
             psql_ms.append(timed_ms(lambda: run_checked(psql_cmd, env=env))[0])  # type: ignore[arg-type]
-    log(f"section 4: runner {median(runner_ms):.0f} ms, psql {median(psql_ms):.0f} ms")
+    log(
+        f"section 4: runner {median(runner_ms):.0f} ms, bare Python {median(floor_ms):.0f} ms,"
+        f" psql {median(psql_ms):.0f} ms"
+    )
+    report.add(
+        Row(
+            section,
+            f"no-op `{runner_name} recover` against the bare-Python floor, median of "
+            f"{plan.cli_runs}",
+            fmt_ms(median(runner_ms)),
+            f"`python -c` importing psycopg, same call: {fmt_ms(median(floor_ms))}",
+            f"{fmt_ratio(median(runner_ms) / median(floor_ms))} the floor's time",
+            "<= 1.2x",
+            verdict(median(runner_ms) <= 1.2 * median(floor_ms)),
+        )
+    )
     report.add(
         Row(
             section,
