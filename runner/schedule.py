@@ -33,6 +33,7 @@ from .connection import OperationalError, Target, connect
 from .context import (
     BadOptionValue,
     Settings,
+    interval_option,
     locate,
     note,
     option_values,
@@ -328,6 +329,7 @@ def _app_target(
     "--older-than",
     envvar="STUCK_RUNS_OLDER_THAN",
     metavar="INTERVAL",
+    callback=interval_option,
     help="Threshold the job passes to recover_stuck_runs, e.g. '15 minutes'. "
     "Default: none, so the job follows the database's threshold. Env: STUCK_RUNS_OLDER_THAN.",
 )
