@@ -180,3 +180,49 @@ def test_an_install_by_0_1_upgrades_in_place_without_relocate(empty_db_url):
         insert_run(conn, "PROCESSING", idle="1 hour", run_id="still-covered")
     recovered = run_cli("--database-url", empty_db_url, "recover", "--json")
     assert json.loads(recovered.stdout)["run_id"] == "still-covered"
+
+
+def test_human_lines_show_the_statuses_the_database_returned(db_url):
+    """An adopted table's own statuses, never an assumed FAILED, and no Python None."""
+    with open_conn(db_url) as conn:
+        conn.execute(
+            "CREATE TABLE jobs (id text PRIMARY KEY, state text NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO jobs VALUES ('job-1', 'running', now() - interval '1 hour',"
+            " now() - interval '1 hour')"
+        )
+    adopted = run_cli(
+        "--database-url",
+        db_url,
+        "adopt",
+        "--table",
+        "jobs",
+        "--yes",
+        "--column",
+        "status=state",
+        "--column",
+        "completed_at=",
+        "--column",
+        "error=",
+        "--column",
+        "completed=",
+        "--column",
+        "total=",
+        "--active-statuses",
+        "queued,running",
+        "--failed-status",
+        "errored",
+    )
+    assert adopted.returncode == 0, adopted.stderr
+    assert "[stuck-runs] stuck-runs:" not in adopted.stderr
+    assert "creating the sweep index concurrently on public.jobs" in adopted.stderr
+    recovered = run_cli("--database-url", db_url, "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "(status: running \u2192 errored)" in recovered.stdout
+    assert "FAILED" not in recovered.stdout + recovered.stderr
+    resumed = run_cli("--database-url", db_url, "resume", "job-1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "public.jobs job-1: resumed \u2192 queued, -/- kept" in resumed.stdout
+    assert "None" not in resumed.stdout + resumed.stderr
