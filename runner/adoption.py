@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from .connection import Target, connect, first_line
@@ -28,30 +30,30 @@ from .context import (
     warn,
 )
 
-# adopt_runs_table()'s column arguments, by the ROLE names the CLI accepts.
-ROLES = {
-    "id": "id_column",
-    "status": "status_column",
-    "created_at": "created_at_column",
-    "updated_at": "updated_at_column",
-    "completed_at": "completed_at_column",
-    "error": "error_column",
-    "completed": "completed_column",
-    "total": "total_column",
-    "attempts": "attempts_column",
-}
-REQUIRED = ("id", "status", "created_at", "updated_at")
-# Roles adopt_runs_table() defaults to a column name; the others default to absent.
-_DEFAULTED = {
-    "id",
-    "status",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "error",
-    "completed",
-    "total",
-}
+
+@dataclass(frozen=True)
+class Role:
+    """A row of stuck_runs_roles: the column roles live in SQL, not here."""
+
+    name: str
+    parameter: str  # adopt_runs_table()'s argument and the registry's column
+    required: bool
+    default_column: str | None
+
+
+def roles(conn: psycopg.Connection) -> dict[str, Role]:
+    rows = conn.execute(
+        "SELECT role, parameter, required, default_column FROM stuck_runs_roles ORDER BY position"
+    ).fetchall()
+    return {row[0]: Role(*row) for row in rows}
+
+
+def check_roles(given: dict[str, str | None], known: dict[str, Role]) -> None:
+    unknown = [role for role in given if role not in known]
+    if unknown:
+        raise BadOptionValue(
+            "--column", f"unknown role {unknown[0]!r}: ROLE is one of {', '.join(known)}"
+        )
 
 
 def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,7 +70,8 @@ def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
         multiple=True,
         metavar="ROLE=COLUMN",
         callback=_parse_columns,
-        help=f"Which column plays ROLE ({', '.join(ROLES)}); ROLE= marks it absent. "
+        help="Which column plays ROLE (id, status, created_at, updated_at, completed_at, error, "
+        "completed, total, attempts: the rows of stuck_runs_roles); ROLE= marks it absent. "
         "Unset roles are proposed by name.",
     )(func)
 
@@ -79,10 +82,8 @@ def _parse_columns(
     mapping: dict[str, str | None] = {}
     for item in columns:
         role, sep, column = item.partition("=")
-        if not sep or role not in ROLES:
-            raise click.BadParameter(
-                f"{item!r}: expected ROLE=COLUMN with ROLE one of {', '.join(ROLES)}"
-            )
+        if not sep or not role:
+            raise click.BadParameter(f"{item!r}: expected ROLE=COLUMN")
         mapping[role] = column or None
     return mapping
 
@@ -100,15 +101,17 @@ def resolve(conn: psycopg.Connection, target: Target, table: str) -> str:
     return row[0]
 
 
-def propose(conn: psycopg.Connection, table: str) -> dict[str, str | None]:
+def propose(conn: psycopg.Connection, table: str, known: dict[str, Role]) -> dict[str, str | None]:
     rows = conn.execute(
         "SELECT role, column_name FROM propose_runs_table_mapping(%s::regclass)", (table,)
     ).fetchall()
     by_param = {row[0]: row[1] for row in rows}
-    return {role: by_param.get(param) for role, param in ROLES.items()}
+    return {name: by_param.get(role.parameter) for name, role in known.items()}
 
 
-def adopt_command(table: str, mapping: dict[str, str | None], *, migrate: bool = False) -> str:
+def adopt_command(
+    table: str, mapping: dict[str, str | None], known: dict[str, Role], *, migrate: bool = False
+) -> str:
     """The exact command line that adopts `table` with `mapping`, shell-quoted."""
     if migrate:
         parts = ["stuck-runs", "migrate", "--adopt", table]
@@ -117,7 +120,7 @@ def adopt_command(table: str, mapping: dict[str, str | None], *, migrate: bool =
     for role, column in mapping.items():
         if column is not None:
             parts += ["--column", f"{role}={column}"]
-        elif role in _DEFAULTED:
+        elif known[role].default_column is not None:  # absent must be said
             parts += ["--column", f"{role}="]
     return shlex.join(parts if migrate else [*parts, "--yes"])
 
@@ -132,38 +135,42 @@ def current_mapping(conn: psycopg.Connection, table: str) -> dict[str, Any] | No
 def ensure_adopted(
     conn: psycopg.Connection,
     table: str,
-    mapping: dict[str, str | None],
+    columns: dict[str, str | None],
     active_statuses: list[str] | None,
     failed_status: str | None,
     time_zone: str | None,
 ) -> bool:
-    """Adopt `table` with this mapping unless it already is; True when something changed."""
+    """Adopt `table` with these arguments unless it already is; True when something changed.
+
+    `columns` maps adopt_runs_table()'s column parameters (stuck_runs_roles.parameter)
+    to column names. Every argument travels as a parameter; the argument names are
+    quoted identifiers.
+    """
+    given: dict[str, object] = {
+        **columns,
+        **({"active_statuses": active_statuses} if active_statuses is not None else {}),
+        **({"failed_status": failed_status} if failed_status is not None else {}),
+        **({"time_zone": time_zone} if time_zone is not None else {}),
+    }
     entry = current_mapping(conn, table)
-    if entry is not None:
-        wanted = {ROLES[role]: column for role, column in mapping.items()}
-        if active_statuses is not None:
-            wanted["active_statuses"] = active_statuses
-        if failed_status is not None:
-            wanted["failed_status"] = failed_status
-        wanted["time_zone"] = time_zone or "UTC"
-        if all(entry.get(key) == value for key, value in wanted.items()):
-            return False
-    args = ["table_name => %(table)s::regclass"]
-    params: dict[str, object] = {"table": table}
-    for role, column in mapping.items():
-        param = ROLES[role]
-        args.append(f"{param} => %({param})s")  # names come from ROLES, never from input
-        params[param] = column
-    for name, value, cast in (
-        ("active_statuses", active_statuses, "::text[]"),
-        ("failed_status", failed_status, ""),
-        ("time_zone", time_zone, ""),
+    if entry is not None and all(
+        entry.get(key) == value for key, value in {"time_zone": "UTC", **given}.items()
     ):
-        if value is not None:
-            args.append(f"{name} => %({name})s{cast}")
-            params[name] = value
+        return False
+    arguments = sql.SQL(", ").join(
+        [
+            sql.SQL("table_name => {}::regclass").format(sql.Placeholder("table_name")),
+            *(
+                sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name))
+                for name in given
+            ),
+        ]
+    )
     with option_values("--column"), conn.transaction():
-        conn.execute(f"SELECT adopt_runs_table({', '.join(args)})", params)  # type: ignore[arg-type]
+        conn.execute(
+            sql.SQL("SELECT adopt_runs_table({})").format(arguments),
+            {"table_name": table, **given},
+        )
     return True
 
 
@@ -261,14 +268,23 @@ def adopt(
     def work(target: Target) -> None:
         with _open_session(target, connect_timeout, statement_timeout) as conn:
             name = resolve(conn, target, table)
-            mapping = {**propose(conn, name), **columns}
+            known = roles(conn)
+            check_roles(columns, known)
+            mapping = {**propose(conn, name, known), **columns}
             note(f"mapping for {name}:")
             for role, column in mapping.items():
                 origin = "given" if role in columns else "proposed"
                 click.echo(f"  {role:<13} {column if column else '(absent)'}  [{origin}]", err=True)
             if not yes:
                 click.confirm(f"Adopt {name} with this mapping?", abort=True, err=True)
-            changed = ensure_adopted(conn, name, mapping, statuses, failed_status, time_zone)
+            changed = ensure_adopted(
+                conn,
+                name,
+                {known[role].parameter: column for role, column in mapping.items()},
+                statuses,
+                failed_status,
+                time_zone,
+            )
             click.echo(f"adopted {name}" if changed else f"{name} is already adopted as shown")
             if not build_missing_indexes(conn, creating, name):
                 note("its sweep index already exists")

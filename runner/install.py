@@ -12,14 +12,15 @@ import sys
 import click
 
 from .adoption import (
-    REQUIRED,
     adopt_command,
     build_missing_indexes,
+    check_roles,
     column_options,
     creating,
     ensure_adopted,
     propose,
     resolve,
+    roles,
     unadopted_builtin,
 )
 from .connection import OperationalError, Target, connect, pinned
@@ -126,12 +127,14 @@ def migrate(
                 unadopted = unadopted_builtin(conn, target)
                 if unadopted:
                     name, missing = unadopted
+                    known = roles(conn)
                     note(
                         f"{name} already exists with its own column names (no "
                         f"{', '.join(missing)}): recovery does not cover it yet. Adopt it with:"
                     )
                     click.echo(
-                        f"  {adopt_command(name, propose(conn, name), migrate=True)}", err=True
+                        f"  {adopt_command(name, propose(conn, name, known), known, migrate=True)}",
+                        err=True,
                     )
         return applied, target
 
@@ -170,8 +173,10 @@ def _check_writers(conn, target: Target) -> None:
 def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
     """Adopt with the proposed mapping plus --column, or say which command would."""
     name = resolve(conn, target, table)
-    mapping = {**propose(conn, name), **columns}
-    missing = [role for role in REQUIRED if not mapping.get(role)]
+    known = roles(conn)
+    check_roles(columns, known)
+    mapping = {**propose(conn, name, known), **columns}
+    missing = [role for role, row in known.items() if row.required and not mapping.get(role)]
     if missing:
         click.echo(
             f"stuck-runs: error: no column of {name} looks like its {', '.join(missing)}; "
@@ -179,7 +184,9 @@ def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | Non
             err=True,
         )
         placeholders = {role: "COLUMN" for role in missing}
-        click.echo(f"  {adopt_command(table, {**mapping, **placeholders}, migrate=True)}", err=True)
+        line = adopt_command(table, {**mapping, **placeholders}, known, migrate=True)
+        click.echo(f"  {line}", err=True)
         sys.exit(1)
-    if ensure_adopted(conn, name, mapping, None, None, time_zone):
+    columns_by_parameter = {known[role].parameter: column for role, column in mapping.items()}
+    if ensure_adopted(conn, name, columns_by_parameter, None, None, time_zone):
         note(f"adopted {name}: recovery covers it")

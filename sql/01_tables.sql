@@ -59,3 +59,40 @@ CREATE TABLE IF NOT EXISTS run_recoveries (
 COMMENT ON TABLE run_recoveries IS
     'Audit trail: one row per run that recover_stuck_runs() changed, written in the same transaction as the change. No foreign key, so the trail outlives deleted runs.';
 CREATE INDEX IF NOT EXISTS run_recoveries_run_id_idx ON run_recoveries (run_id);
+
+-- The column roles a runs table maps, as data: adoption validates a mapping,
+-- proposes one and reports a broken one from these rows, and the runner reads
+-- its --column ROLE names from here. A new role is one row here, a column of
+-- stuck_runs_tables named by `parameter`, and that parameter of adopt_runs_table().
+CREATE TABLE IF NOT EXISTS stuck_runs_roles (
+    role           text PRIMARY KEY,
+    parameter      text NOT NULL UNIQUE,
+    kind           text NOT NULL CHECK (kind IN ('any', 'status', 'time', 'text', 'count')),
+    required       boolean NOT NULL,
+    default_column text,
+    synonyms       text[] NOT NULL,
+    prefixes       text[] NOT NULL,
+    position       integer NOT NULL UNIQUE
+);
+COMMENT ON TABLE stuck_runs_roles IS
+    'The roles a runs table''s columns play (id, status, created_at, ...): kind of column each needs, whether it is required, adopt_runs_table()''s default name, and the names (normalised: lower case, letters and digits) that propose_runs_table_mapping() matches, exactly (synonyms) or as a prefix.';
+INSERT INTO stuck_runs_roles (role, parameter, kind, required, default_column, synonyms, prefixes, position)
+VALUES
+    ('id', 'id_column', 'any', true, 'id', '{id,runid,uuid,key}', '{}', 1),
+    ('status', 'status_column', 'status', true, 'status', '{status,state,runstatus}', '{status}', 2),
+    ('created_at', 'created_at_column', 'time', true, 'created_at',
+     '{createdat,created,insertedat,createdon,createtime,startedat}', '{created}', 3),
+    ('updated_at', 'updated_at_column', 'time', true, 'updated_at',
+     '{updatedat,updated,lastheartbeatat,heartbeatat,lastheartbeat,heartbeat,lastactivityat,modifiedat,updatedon,updatetime}',
+     '{updated,heartbeat,lastheartbeat}', 4),
+    ('completed_at', 'completed_at_column', 'time', false, 'completed_at',
+     '{completedat,finishedat,endedat,doneat,completed,finished}', '{completed,finished}', 5),
+    ('error', 'error_column', 'text', false, 'error',
+     '{error,errormessage,lasterror,failurereason,reason}', '{error}', 6),
+    ('completed', 'completed_column', 'count', false, 'completed',
+     '{completed,completedcount,processed,processedcount,done,progress}', '{completed,processed,done}', 7),
+    ('total', 'total_column', 'count', false, 'total',
+     '{total,totalcount,totalitems,count,size}', '{total}', 8),
+    ('attempts', 'attempts_column', 'count', false, NULL,
+     '{attempts,attempt,attemptcount,retries,retrycount}', '{attempt,retr}', 9)
+ON CONFLICT (role) DO NOTHING;

@@ -12,6 +12,29 @@ $$;
 COMMENT ON FUNCTION stuck_runs_column_type(regclass, text) IS
     'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_column_kind(column_type regtype) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN column_type IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN 'time'
+        WHEN column_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 'count'
+        WHEN column_type IN ('text'::regtype, 'varchar'::regtype) THEN 'text'
+        WHEN EXISTS (SELECT FROM pg_type AS ty WHERE ty.oid = column_type AND ty.typtype = 'e') THEN 'status'
+        ELSE 'other'
+    END
+$$;
+COMMENT ON FUNCTION stuck_runs_column_kind(regtype) IS
+    'What a column of this type can hold, in stuck_runs_roles.kind terms (an enum is a status; text can be a status too).';
+
+CREATE OR REPLACE FUNCTION stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT kind = 'any' OR stuck_runs_column_kind(column_type) = kind
+           OR (kind = 'status' AND stuck_runs_column_kind(column_type) = 'text')
+$$;
+COMMENT ON FUNCTION stuck_runs_fits(text, regtype) IS
+    'Whether a column of this type can play a role of this kind: the one rule adoption, the proposal and the coverage report share.';
+
 CREATE OR REPLACE FUNCTION stuck_runs_qualified_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
@@ -145,18 +168,24 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
 
+    -- The candidate entry: from here on, roles are read through stuck_runs_roles.
+    entry.table_name := table_name;
+    entry.id_column := id_column;
+    entry.status_column := status_column;
+    entry.created_at_column := created_at_column;
+    entry.updated_at_column := updated_at_column;
+    entry.completed_at_column := completed_at_column;
+    entry.error_column := error_column;
+    entry.completed_column := completed_column;
+    entry.total_column := total_column;
+    entry.attempts_column := attempts_column;
+    entry.active_statuses := active_statuses;
+    entry.failed_status := failed_status;
+    entry.time_zone := time_zone;
+
     FOR col IN
-        SELECT * FROM (VALUES
-            ('id_column', id_column, true, 'any'),
-            ('status_column', status_column, true, 'status'),
-            ('created_at_column', created_at_column, true, 'time'),
-            ('updated_at_column', updated_at_column, true, 'time'),
-            ('completed_at_column', completed_at_column, false, 'time'),
-            ('error_column', error_column, false, 'text'),
-            ('completed_column', completed_column, false, 'count'),
-            ('total_column', total_column, false, 'count'),
-            ('attempts_column', attempts_column, false, 'count')
-        ) AS v(role, name, required, kind)
+        SELECT r.parameter AS role, r.required, r.kind, to_jsonb(entry) ->> r.parameter AS name
+        FROM stuck_runs_roles AS r ORDER BY r.position
     LOOP
         IF col.name IS NULL THEN
             IF col.required THEN
@@ -172,12 +201,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Give the column name exactly as the table spells it, without quotes.';
         END IF;
-        IF (col.kind = 'time' AND col_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype))
-           OR (col.kind = 'count' AND col_type NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
-           OR (col.kind = 'text' AND col_type NOT IN ('text'::regtype, 'varchar'::regtype))
-           OR (col.kind = 'status' AND col_type NOT IN ('text'::regtype, 'varchar'::regtype)
-               AND NOT EXISTS (SELECT FROM pg_type AS ty WHERE ty.oid = col_type AND ty.typtype = 'e'))
-        THEN
+        IF NOT stuck_runs_fits(col.kind, col_type) THEN
             RAISE EXCEPTION 'adopt_runs_table: column "%" (given as %) is of type %, which cannot hold %',
                 col.name, col.role, col_type,
                 CASE col.kind WHEN 'time' THEN 'a timestamp' WHEN 'count' THEN 'an integer count'
@@ -186,12 +210,10 @@ BEGIN
         END IF;
     END LOOP;
 
-    SELECT v.name INTO wanted
-    FROM unnest(ARRAY[id_column, status_column, created_at_column, updated_at_column,
-                      completed_at_column, error_column, completed_column, total_column,
-                      attempts_column]) AS v(name)
-    WHERE v.name IS NOT NULL
-    GROUP BY v.name HAVING count(*) > 1
+    SELECT to_jsonb(entry) ->> r.parameter INTO wanted
+    FROM stuck_runs_roles AS r
+    WHERE to_jsonb(entry) ->> r.parameter IS NOT NULL
+    GROUP BY 1 HAVING count(*) > 1
     LIMIT 1;
     IF wanted IS NOT NULL THEN
         RAISE EXCEPTION 'adopt_runs_table: column "%" is given for two roles; each role needs a column of its own', wanted
@@ -275,6 +297,8 @@ BEGIN
         RAISE EXCEPTION 'adopt_runs_table: time_zone must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- Serialised: many app instances run `migrate --adopt` at once after a reset.
+    LOCK TABLE stuck_runs_tables IN SHARE ROW EXCLUSIVE MODE;
     -- An entry for a table of this name that was dropped (prisma migrate reset)
     -- is replaced by this one.
     DELETE FROM stuck_runs_tables AS t
@@ -284,26 +308,14 @@ BEGIN
           FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
           WHERE c.oid = table_name);
 
-    INSERT INTO stuck_runs_tables AS t
-        (table_name, id_column, status_column, created_at_column, updated_at_column,
-         completed_at_column, error_column, completed_column, total_column,
-         active_statuses, failed_status, attempts_column, time_zone, schema_name, relation_name)
-    SELECT table_name, id_column, status_column, created_at_column, updated_at_column,
-           completed_at_column, error_column, completed_column, total_column,
-           active_statuses, failed_status, attempts_column, time_zone, n.nspname, c.relname
+    SELECT n.nspname::text, c.relname::text INTO entry.schema_name, entry.relation_name
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = table_name
-    ON CONFLICT ON CONSTRAINT stuck_runs_tables_pkey DO UPDATE
-    SET id_column = excluded.id_column, status_column = excluded.status_column,
-        created_at_column = excluded.created_at_column,
-        updated_at_column = excluded.updated_at_column,
-        completed_at_column = excluded.completed_at_column,
-        error_column = excluded.error_column, completed_column = excluded.completed_column,
-        total_column = excluded.total_column, active_statuses = excluded.active_statuses,
-        failed_status = excluded.failed_status, attempts_column = excluded.attempts_column,
-        time_zone = excluded.time_zone, schema_name = excluded.schema_name,
-        relation_name = excluded.relation_name, adopted_at = now()
-    RETURNING t.* INTO entry;
+    WHERE c.oid = table_name;
+    entry.adopted_at := now();
+    DELETE FROM stuck_runs_tables AS t WHERE t.table_name = entry.table_name
+    RETURNING t.managed INTO entry.managed;
+    entry.managed := coalesce(entry.managed, false);
+    INSERT INTO stuck_runs_tables SELECT (entry).*;
 
     -- 'processing' is not 'PROCESSING': when a sample of the table holds rows
     -- and none has any status we were told about, say what it does hold.
@@ -383,14 +395,17 @@ AS $$
         WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
         THEN format('%s was dropped (or dropped and re-created): recovery no longer covers it; adopt it again',
                     coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
-        ELSE (SELECT format('%s no longer fits its mapping: column "%s" (%s) is gone; adopt it again',
-                            t.table_name, v.name, v.role)
-              FROM (VALUES ('id', t.id_column), ('status', t.status_column),
-                           ('created_at', t.created_at_column), ('updated_at', t.updated_at_column),
-                           ('completed_at', t.completed_at_column), ('error', t.error_column),
-                           ('completed', t.completed_column), ('total', t.total_column),
-                           ('attempts', t.attempts_column)) AS v(role, name)
-              WHERE v.name IS NOT NULL AND stuck_runs_column_type(t.table_name, v.name) IS NULL
+        ELSE (SELECT format('%s no longer fits its mapping: column "%s" (%s) %s; adopt it again',
+                            t.table_name, m.name, r.role,
+                            CASE WHEN m.type IS NULL THEN 'is gone'
+                                 ELSE format('is now of type %s', m.type) END)
+              FROM stuck_runs_roles AS r
+              CROSS JOIN LATERAL (
+                  SELECT to_jsonb(t) ->> r.parameter AS name,
+                         stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
+              ) AS m
+              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT stuck_runs_fits(r.kind, m.type))
+              ORDER BY r.position
               LIMIT 1)
     END
 $$;
@@ -424,28 +439,14 @@ AS $$
     -- Match roles to columns by their normalised names (created_at ~ createdAt ~
     -- created), preferring exact synonyms in order, then name prefixes
     -- (processedProspects, totalProspects), and only columns of a fitting type.
-    WITH roles (role, synonyms, prefixes, kind, ord) AS (
-        VALUES
-            ('id_column', ARRAY['id', 'runid', 'uuid', 'key'], ARRAY[]::text[], 'any', 1),
-            ('status_column', ARRAY['status', 'state', 'runstatus'], ARRAY['status'], 'status', 2),
-            ('created_at_column', ARRAY['createdat', 'created', 'insertedat', 'createdon', 'createtime', 'startedat'], ARRAY['created'], 'time', 3),
-            ('updated_at_column', ARRAY['updatedat', 'updated', 'lastheartbeatat', 'heartbeatat', 'lastheartbeat', 'heartbeat', 'lastactivityat', 'modifiedat', 'updatedon', 'updatetime'], ARRAY['updated', 'heartbeat', 'lastheartbeat'], 'time', 4),
-            ('completed_at_column', ARRAY['completedat', 'finishedat', 'endedat', 'doneat', 'completed', 'finished'], ARRAY['completed', 'finished'], 'time', 5),
-            ('error_column', ARRAY['error', 'errormessage', 'lasterror', 'failurereason', 'reason'], ARRAY['error'], 'text', 6),
-            ('completed_column', ARRAY['completed', 'completedcount', 'processed', 'processedcount', 'done', 'progress'], ARRAY['completed', 'processed', 'done'], 'count', 7),
-            ('total_column', ARRAY['total', 'totalcount', 'totalitems', 'count', 'size'], ARRAY['total'], 'count', 8),
-            ('attempts_column', ARRAY['attempts', 'attempt', 'attemptcount', 'retries', 'retrycount'], ARRAY['attempt', 'retr'], 'count', 9)
+    WITH roles AS (
+        SELECT r.parameter AS role, r.synonyms, r.prefixes, r.kind, r.position AS ord
+        FROM stuck_runs_roles AS r
     ), cols AS (
         SELECT a.attname::text AS name,
                lower(regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
-               CASE
-                   WHEN a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN 'time'
-                   WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 'count'
-                   WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN 'text'
-                   WHEN ty.typtype = 'e' THEN 'status'
-                   ELSE 'other'
-               END AS kind
-        FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
+               a.atttypid AS type
+        FROM pg_attribute AS a
         WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped
     )
     SELECT r.role, (
@@ -461,7 +462,7 @@ AS $$
             ) AS x
         ) AS m
         WHERE m.rank IS NOT NULL
-          AND (r.kind = 'any' OR c.kind = r.kind OR (r.kind = 'status' AND c.kind = 'text'))
+          AND stuck_runs_fits(r.kind, c.type::regtype)
         ORDER BY m.rank, c.name
         LIMIT 1)
     FROM roles AS r

@@ -45,13 +45,13 @@ LANGUAGE sql STABLE
 AS $$
     -- Everything `stuck-runs recover`, `list` and `resume` (and the pg_cron job)
     -- touch, and nothing more: the schema, every function (the public ones call
-    -- the helpers), the settings and registry (read), the audit (append), the
-    -- views, and each covered table (read and update).
+    -- the helpers), the settings, registry and roles (read), the audit (append),
+    -- the views, and each covered table (read and update).
     SELECT format('GRANT USAGE ON SCHEMA %s TO %I', stuck_runs_schema(), role_name)
     UNION ALL
     SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
                   stuck_runs_schema(), role_name)
     UNION ALL
     SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', stuck_runs_schema(), role_name)

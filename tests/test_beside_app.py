@@ -226,3 +226,26 @@ def test_human_lines_show_the_statuses_the_database_returned(db_url):
     assert resumed.returncode == 0, resumed.stderr
     assert "public.jobs job-1: resumed \u2192 queued, -/- kept" in resumed.stdout
     assert "None" not in resumed.stdout + resumed.stderr
+
+
+def test_many_instances_run_migrate_adopt_at_once(empty_db_url):
+    """Every pod's entrypoint runs the same line after a deploy: all succeed, one entry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = with_query(empty_db_url, schema="app")
+    with open_conn(url) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(RUNS_DDL.format(name="app.runs"))
+    line = ("--database-url", url, "migrate", "--adopt", "runs")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: run_cli(*line), range(6)))
+    assert [r.returncode for r in results] == [0] * 6, [r.stderr for r in results]
+    with open_conn(url) as conn:
+        entries = conn.execute(
+            "SELECT relation_name FROM stuck_runs.stuck_runs_tables WHERE NOT managed"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'app.runs'::regclass"
+            " AND NOT indisprimary AND indisvalid"
+        ).fetchone()[0]
+    assert entries == [("runs",)] and indexes == 1

@@ -27,7 +27,7 @@ LANDED = {
     "0002_retries.sql": "4f9e5acdf68874329cf10d3b3439b6dcc0838ef20246dcb937a9b05a13e8d2db",
     "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
     # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (README).
-    "0003_beside_the_app.sql": "e5f1962c37fe8d2dc22155e428c2fd3eb56e7a7fa37e24c81d7c3f5a7ca834c1",
+    "0003_beside_the_app.sql": "c901efc4e9193b6852fb3caa53b087d8b97980c1030b245b431b7c1580804f2a",
 }
 
 
