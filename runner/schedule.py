@@ -67,40 +67,30 @@ class AppDatabase:
     can_execute: bool
     # `SELECT * FROM <schema>.recover_stuck_runs(`: every job this app owns starts with it.
     prefix: str
-    # The statement pg_cron will run.
-    command: str
-    # What to run when the role may not call recover_stuck_runs.
+    # The statement pg_cron will run (from stuck_runs_job_sql), when we may call it.
+    command: str | None
+    # What prints the GRANTs the role lacks to run the job.
     grant: str
 
 
-# One round trip: where recover_stuck_runs lives (the first schema of the
-# search path that has it, i.e. Prisma's ?schema= when given) and the job's
-# statement, quoted by the server. The statement always names its schema: pg_cron
-# runs it with the default search_path, which need not contain the app's schema.
+# What the job needs to know about the app's database, in one round trip. The
+# job's statement itself comes from stuck_runs_job_sql(), once we know we may call it.
 _APP_QUERY = """
 SELECT pg_catalog.current_database() AS database,
        CURRENT_USER AS username,
-       f.oid IS NOT NULL AS installed,
-       coalesce(pg_catalog.has_function_privilege(f.oid, 'EXECUTE'), false) AS can_execute,
-       pg_catalog.format('SELECT * FROM %%I.recover_stuck_runs(', s.schema) AS prefix,
-       pg_catalog.format('SELECT * FROM %%I.recover_stuck_runs(%%s)', s.schema,
-           CASE WHEN %(older_than)s::text IS NULL THEN ''
-                ELSE pg_catalog.format('older_than => %%L::interval', %(older_than)s::text)
-           END) AS command,
-       pg_catalog.format('GRANT EXECUTE ON FUNCTION %%I.recover_stuck_runs TO %%I',
-                         s.schema, CURRENT_USER) AS grant
+       p.oid IS NOT NULL AS installed,
+       p.oid IS NOT NULL AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_proc AS f
+           WHERE f.pronamespace = p.pronamespace
+             AND NOT pg_catalog.has_function_privilege(f.oid, 'EXECUTE')) AS can_execute,
+       pg_catalog.format('SELECT * FROM %%I.recover_stuck_runs(', %(schema)s::text) AS prefix,
+       pg_catalog.format('SELECT * FROM %%I.stuck_runs_grant_sql(%%L)',
+                         %(schema)s::text, CURRENT_USER) AS grant
 FROM (SELECT 1) AS one
-LEFT JOIN LATERAL (
-    SELECT p.oid, n.nspname
-    FROM pg_catalog.pg_proc AS p
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
-    WHERE p.proname = 'recover_stuck_runs' AND pg_catalog.pg_function_is_visible(p.oid)
-    ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(false), n.nspname::text)
-    LIMIT 1
-) AS f ON true
-CROSS JOIN LATERAL (
-    SELECT coalesce(f.nspname::text, pg_catalog.current_schema()::text, 'public') AS schema
-) AS s
+LEFT JOIN pg_catalog.pg_proc AS p
+  ON p.proname = 'recover_stuck_runs'
+ AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace AS n
+                       WHERE n.nspname = %(schema)s::text)
 """
 
 # What a non-superuser can see too: cron.* settings are superuser-only, but the
@@ -187,20 +177,18 @@ def cron_target(target: Target, cron_database: str | None) -> Target:
     )
 
 
-def _describe_app(conn: psycopg.Connection, older_than: str | None) -> AppDatabase:
-    if older_than is not None:
-        with option_values("--older-than"):
-            row = conn.execute(
-                "SELECT %(older_than)s::interval > interval '0' AS positive",
-                {"older_than": older_than},
-            ).fetchone()
-        if not (row and row["positive"]):
-            raise BadOptionValue("--older-than", f"must be a positive interval, got {older_than!r}")
-    row = conn.execute(_APP_QUERY, {"older_than": older_than}).fetchone()
+def _describe_app(conn: psycopg.Connection, target: Target, older_than: str | None) -> AppDatabase:
+    row = conn.execute(_APP_QUERY, {"schema": target.schema}).fetchone()
     assert row is not None  # the query always returns one row
+    command = None
+    if row["installed"] and row["can_execute"]:
+        with option_values("--older-than"):
+            command = conn.execute(
+                "SELECT stuck_runs_job_sql(%s) AS command", (older_than,)
+            ).fetchone()["command"]
     return AppDatabase(
         **{k: row[k] for k in ("database", "username", "installed", "can_execute", "prefix")},
-        command=row["command"],
+        command=command,
         grant=row["grant"],
     )
 
@@ -214,8 +202,9 @@ def _require_recovery(app: AppDatabase) -> None:
         )
     if not app.can_execute:
         raise OperationalError(
-            f"role {app.username!r} lacks EXECUTE on recover_stuck_runs, and pg_cron would run "
-            f"the job as {app.username!r}: run {app.grant} first"
+            f"role {app.username!r} may not run stuck-runs' functions, and pg_cron would run "
+            f"the job as {app.username!r}: an owner of stuck-runs prints every GRANT it needs "
+            f"with {app.grant}"
         )
 
 
@@ -381,7 +370,7 @@ def schedule(
     def work(target: Target) -> tuple[str, dict[str, Any], AppDatabase, bool]:
         target = _app_target(target, settings, connect_timeout, statement_timeout)
         with _open(target, connect_timeout, statement_timeout) as app_conn:
-            app = _describe_app(app_conn, older_than)
+            app = _describe_app(app_conn, target, older_than)
             _require_recovery(app)
             if not cron_database or cron_database == app.database:
                 return _install(app_conn, name, every, app, in_database=False)
@@ -536,7 +525,7 @@ def unschedule(
     def work(target: Target) -> tuple[str, AppDatabase, dict[str, Any] | None]:
         target = _app_target(target, settings, connect_timeout, statement_timeout)
         with _open(target, connect_timeout, statement_timeout) as app_conn:
-            app = _describe_app(app_conn, None)
+            app = _describe_app(app_conn, target, None)
             if not cron_database or cron_database == app.database:
                 return _remove(app_conn, name, app)
             with _open(cron_target(target, cron_database), connect_timeout, statement_timeout) as c:

@@ -291,6 +291,23 @@ $$;
 COMMENT ON FUNCTION recover_stuck_runs(interval, integer, integer) IS
     'Marks FAILED every active run, in every adopted table, with no sign of life (updated_at) for longer than older_than, keeping its progress; returns one row per run this call changed, with the status it has now, and audits each in run_recoveries. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs; with max_attempts a run with retries left goes back to its first active status instead (action requeued). A table that cannot be swept raises a WARNING naming it and does not stop the others. Sends one NOTIFY stuck_runs_recovered per call that changed anything.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_job_sql(older_than text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    -- pg_cron runs the job with the default search_path, so it names the schema.
+    IF older_than IS NOT NULL AND older_than::interval <= interval '0' THEN
+        RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN format('SELECT * FROM %s.recover_stuck_runs(%s)', stuck_runs_schema(),
+                  CASE WHEN older_than IS NULL THEN ''
+                       ELSE format('older_than => %L::interval', older_than) END);
+END
+$$;
+COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
+    'The statement a pg_cron job runs to recover stuck runs (with the database''s threshold, or older_than): what `stuck-runs schedule` installs, for psql users too: SELECT cron.schedule(''stuck-runs-recovery'', ''* * * * *'', stuck_runs.stuck_runs_job_sql()).';
+
 CREATE OR REPLACE FUNCTION stuck_runs_list(idle_longer_than interval)
 RETURNS TABLE (
     table_name text,

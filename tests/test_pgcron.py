@@ -386,9 +386,10 @@ def test_role_without_grants_is_told_what_to_grant(cron):
     assert "stuck_runs.stuck_runs_grant_sql('worker')" in attempt()
     with open_conn(cron.app_url) as conn:
         conn.execute("GRANT USAGE ON SCHEMA stuck_runs TO worker")
-    assert "GRANT EXECUTE ON FUNCTION stuck_runs.recover_stuck_runs TO worker" in attempt()
+    assert "SELECT * FROM stuck_runs.stuck_runs_grant_sql('worker')" in attempt()
     with open_conn(cron.app_url) as conn:
-        conn.execute("GRANT EXECUTE ON FUNCTION recover_stuck_runs TO worker")
+        for (grant,) in conn.execute("SELECT * FROM stuck_runs_grant_sql('worker')").fetchall():
+            conn.execute(grant)
     assert "GRANT USAGE ON SCHEMA cron TO worker" in attempt()
     with cron.cron_conn() as conn:
         conn.execute("GRANT USAGE ON SCHEMA cron TO worker")
