@@ -4,8 +4,9 @@
 --   * One table that cannot be swept no longer stops the others (a WARNING names it).
 --   * Signs of life written by stuck-runs are dated with clock_timestamp().
 --   * recover_stuck_runs() returns the status each run now has.
---   * Helpers: resolve a table name in the app's schema, report coverage problems,
---     print the GRANTs a role needs; hardening is one function, stuck_runs_harden().
+--   * New functions: report coverage problems, print the GRANTs a role needs and the
+--     pg_cron job's statement; hardening is one function, stuck_runs_harden().
+--   * Column roles are data (stuck_runs_roles); private helpers are named _stuck_runs_*.
 -- Landed migrations are immutable (tests/test_migrations.py checks their checksums).
 -- depends: 0002_retries
 
@@ -71,28 +72,19 @@ VALUES
      '{attempts,attempt,attemptcount,retries,retrycount}', '{attempt,retr}', 9)
 ON CONFLICT (role) DO NOTHING;
 
-DO $type$
-BEGIN
-    CREATE TYPE stuck_runs_recovered_run AS (
-        table_name      text,
-        run_id          text,
-        previous_status text,
-        status          text,
-        completed       integer,
-        total           integer,
-        age             interval,
-        idle            interval,
-        action          text,
-        attempts        integer
-    );
-EXCEPTION WHEN duplicate_object THEN
-    NULL;  -- sql/ is re-runnable; a change of this type needs a migration anyway
-END
-$type$;
-COMMENT ON TYPE stuck_runs_recovered_run IS
-    'One run a recover_stuck_runs() call changed: what the call returns and the sweeps collect, table by table.';
+CREATE OR REPLACE FUNCTION _stuck_runs_column_type(table_name regclass, column_name text)
+RETURNS regtype
+LANGUAGE sql STABLE
+AS $$
+    SELECT a.atttypid::regtype
+    FROM pg_attribute AS a
+    WHERE a.attrelid = table_name AND a.attname = column_name
+      AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION _stuck_runs_column_type(regclass, text) IS
+    'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_column_kind(column_type regtype) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_column_kind(column_type regtype) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
@@ -103,19 +95,35 @@ AS $$
         ELSE 'other'
     END
 $$;
-COMMENT ON FUNCTION stuck_runs_column_kind(regtype) IS
+COMMENT ON FUNCTION _stuck_runs_column_kind(regtype) IS
     'What a column of this type can hold, in stuck_runs_roles.kind terms (an enum is a status; text can be a status too).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
+CREATE OR REPLACE FUNCTION _stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT kind = 'any' OR stuck_runs_column_kind(column_type) = kind
-           OR (kind = 'status' AND stuck_runs_column_kind(column_type) = 'text')
+    SELECT kind = 'any' OR _stuck_runs_column_kind(column_type) = kind
+           OR (kind = 'status' AND _stuck_runs_column_kind(column_type) = 'text')
 $$;
-COMMENT ON FUNCTION stuck_runs_fits(text, regtype) IS
+COMMENT ON FUNCTION _stuck_runs_fits(text, regtype) IS
     'Whether a column of this type can play a role of this kind: the one rule adoption, the proposal and the coverage report share.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_qualified_name(table_name regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = table_name
+$$;
+COMMENT ON FUNCTION _stuck_runs_qualified_name(regclass) IS
+    'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_literals(vals text[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT string_agg(quote_literal(v), ', ' ORDER BY o) FROM unnest(vals) WITH ORDINALITY AS x(v, o) $$;
+COMMENT ON FUNCTION _stuck_runs_literals(text[]) IS
+    'A status list as quoted literals for IN (...): the planner matches a partial index only against literal values.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- PostgreSQL cuts names at 63 bytes, which would give two tables with a long
@@ -129,10 +137,36 @@ AS $$
            END
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
-COMMENT ON FUNCTION stuck_runs_index_name(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_index_name(regclass) IS
     'Name of the partial index that keeps sweeps of a runs table cheap: the table''s name plus _stuck_runs_idx, shortened with a hash when that would not fit in 63 bytes.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_may_adopt(table_name regclass) RETURNS boolean
+CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    WITH target AS (
+        SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
+               (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid = i.indexrelid
+                WHERE i.indrelid = t.table_name AND ic.relname = _stuck_runs_index_name(t.table_name)
+               ) AS valid
+        FROM stuck_runs_tables AS t
+        JOIN pg_class AS c ON c.oid = t.table_name
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE t.table_name = stuck_runs_index_ddl.table_name
+    )
+    -- An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index behind,
+    -- which IF NOT EXISTS would take for done: drop it first.
+    SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
+    FROM target AS x WHERE x.valid = false
+    UNION ALL
+    SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
+                  x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
+                  _stuck_runs_literals(x.active_statuses))
+    FROM target AS x WHERE x.valid IS DISTINCT FROM true
+$$;
+COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
+    'The statements that give an adopted table its sweep index, in order; none when the index exists. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_may_adopt(table_name regclass) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
     -- The rule of ALTER TABLE and CREATE INDEX: the owner, a member of the
@@ -140,29 +174,26 @@ AS $$
     SELECT pg_has_role(current_user, c.relowner, 'USAGE')
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
-COMMENT ON FUNCTION stuck_runs_may_adopt(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_may_adopt(regclass) IS
     'Whether the current role may have recovery write to a table: only its owner may, as for CREATE INDEX; otherwise a role could point a superuser''s recovery at any table.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_tables_check() RETURNS trigger
+CREATE OR REPLACE FUNCTION _stuck_runs_tables_check() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NOT coalesce(stuck_runs_may_adopt(NEW.table_name), false) THEN
+    IF NOT coalesce(_stuck_runs_may_adopt(NEW.table_name), false) THEN
         RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION stuck_runs_tables_check() IS
+COMMENT ON FUNCTION _stuck_runs_tables_check() IS
     'Guards every write to the registry, not only adopt_runs_table(): a role with INSERT on stuck_runs_tables still cannot get a table it does not own swept.';
 
-DROP TRIGGER IF EXISTS stuck_runs_tables_check ON stuck_runs_tables;
-CREATE TRIGGER stuck_runs_tables_check BEFORE INSERT OR UPDATE ON stuck_runs_tables
-    FOR EACH ROW EXECUTE FUNCTION stuck_runs_tables_check();
-
--- adopt_runs_table() gains time_zone: a new signature.
-DROP FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text);
+DROP TRIGGER IF EXISTS _stuck_runs_tables_check ON stuck_runs_tables;
+CREATE TRIGGER _stuck_runs_tables_check BEFORE INSERT OR UPDATE ON stuck_runs_tables
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_tables_check();
 
 CREATE OR REPLACE FUNCTION adopt_runs_table(
     table_name          regclass,
@@ -204,7 +235,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Adopt each partition instead: they are tables of their own.';
     END IF;
-    IF NOT stuck_runs_may_adopt(table_name) THEN
+    IF NOT _stuck_runs_may_adopt(table_name) THEN
         RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -235,14 +266,14 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        col_type := stuck_runs_column_type(table_name, col.name);
+        col_type := _stuck_runs_column_type(table_name, col.name);
         IF col_type IS NULL THEN
             RAISE EXCEPTION 'adopt_runs_table: table % has no column "%" (given as %)',
                 table_name, col.name, col.role
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Give the column name exactly as the table spells it, without quotes.';
         END IF;
-        IF NOT stuck_runs_fits(col.kind, col_type) THEN
+        IF NOT _stuck_runs_fits(col.kind, col_type) THEN
             RAISE EXCEPTION 'adopt_runs_table: column "%" (given as %) is of type %, which cannot hold %',
                 col.name, col.role, col_type,
                 CASE col.kind WHEN 'time' THEN 'a timestamp' WHEN 'count' THEN 'an integer count'
@@ -294,12 +325,12 @@ BEGIN
     END IF;
     SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
     FROM pg_enum AS e
-    WHERE e.enumtypid = stuck_runs_column_type(table_name, status_column);
+    WHERE e.enumtypid = _stuck_runs_column_type(table_name, status_column);
     IF labels IS NOT NULL THEN
         FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
             IF NOT wanted = ANY (labels) THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
-                    wanted, stuck_runs_column_type(table_name, status_column), status_column
+                    wanted, _stuck_runs_column_type(table_name, status_column), status_column
                     USING ERRCODE = 'invalid_parameter_value',
                           HINT = format('Its values are: %s.', array_to_string(labels, ', '));
             END IF;
@@ -316,7 +347,7 @@ BEGIN
     LOOP
         FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
             EXECUTE format('SELECT %s FROM (SELECT $1::%s AS %I) AS r', col.expr,
-                           stuck_runs_column_type(table_name, status_column), status_column)
+                           _stuck_runs_column_type(table_name, status_column), status_column)
                 INTO allowed USING wanted;
             IF allowed = false THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
@@ -362,7 +393,7 @@ BEGIN
     -- and none has any status we were told about, say what it does hold.
     EXECUTE format('SELECT array_agg(DISTINCT s ORDER BY s), bool_or(s = ANY ($1))'
                    ' FROM (SELECT r.%I::text AS s FROM %s AS r LIMIT 10000) AS sample',
-                   status_column, stuck_runs_qualified_name(table_name))
+                   status_column, _stuck_runs_qualified_name(table_name))
         INTO labels, allowed USING active_statuses || failed_status;
     IF labels IS NOT NULL AND NOT allowed THEN
         RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
@@ -398,7 +429,7 @@ BEGIN
     FROM pg_index AS i
     JOIN pg_class AS ic ON ic.oid = i.indexrelid
     JOIN pg_namespace AS n ON n.oid = ic.relnamespace
-    WHERE i.indrelid = table_name AND ic.relname = stuck_runs_index_name(table_name);
+    WHERE i.indrelid = table_name AND ic.relname = _stuck_runs_index_name(table_name);
     IF qualified IS NOT NULL THEN
         IF drop_index THEN
             EXECUTE format('DROP INDEX %s', qualified);
@@ -413,7 +444,7 @@ $$;
 COMMENT ON FUNCTION unadopt_runs_table(regclass, boolean) IS
     'Stops covering a table; its rows are never touched. The sweep index stays unless drop_index: dropping it is a plain DROP INDEX, which briefly locks the table.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
+CREATE OR REPLACE FUNCTION _stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
 LANGUAGE sql STABLE
 AS $$
     -- A name as a person writes it (qualification_runs, "QualificationRun",
@@ -426,10 +457,10 @@ AS $$
     JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[cardinality(p.parts)]
     WHERE cardinality(p.parts) IN (1, 2)
 $$;
-COMMENT ON FUNCTION stuck_runs_resolve_table(text, text) IS
+COMMENT ON FUNCTION _stuck_runs_resolve_table(text, text) IS
     'The table a user named on the command line, unqualified names in the application''s schema (Prisma''s ?schema=); NULL when there is none.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
@@ -443,14 +474,14 @@ AS $$
               FROM stuck_runs_roles AS r
               CROSS JOIN LATERAL (
                   SELECT to_jsonb(t) ->> r.parameter AS name,
-                         stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
+                         _stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
               ) AS m
-              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT stuck_runs_fits(r.kind, m.type))
+              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT _stuck_runs_fits(r.kind, m.type))
               ORDER BY r.position
               LIMIT 1)
     END
 $$;
-COMMENT ON FUNCTION stuck_runs_mapping_problem(stuck_runs_tables) IS
+COMMENT ON FUNCTION _stuck_runs_mapping_problem(stuck_runs_tables) IS
     'Why a registered table can no longer be swept (dropped, a mapped column gone), or NULL when it can.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_coverage_problems(app_schema text DEFAULT 'public')
@@ -458,9 +489,9 @@ RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 AS $$
     SELECT coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text),
-           stuck_runs_mapping_problem(t)
+           _stuck_runs_mapping_problem(t)
     FROM stuck_runs_tables AS t
-    WHERE stuck_runs_mapping_problem(t) IS NOT NULL
+    WHERE _stuck_runs_mapping_problem(t) IS NOT NULL
     UNION ALL
     SELECT c.oid::regclass::text,
            format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
@@ -503,7 +534,7 @@ AS $$
             ) AS x
         ) AS m
         WHERE m.rank IS NOT NULL
-          AND stuck_runs_fits(r.kind, c.type::regtype)
+          AND _stuck_runs_fits(r.kind, c.type::regtype)
         ORDER BY m.rank, c.name
         LIMIT 1)
     FROM roles AS r
@@ -512,71 +543,94 @@ $$;
 COMMENT ON FUNCTION propose_runs_table_mapping(regclass) IS
     'A guess at adopt_runs_table()''s column arguments for a table, by name and type; NULL where nothing fits. `stuck-runs adopt` shows it and asks before adopting.';
 
--- The helpers now take the registry row, which carries the time zone.
-DROP FUNCTION stuck_runs_time_sql(regclass, text, text);
-DROP FUNCTION stuck_runs_now_sql(regclass, text);
+CREATE OR REPLACE FUNCTION _stuck_runs_threshold() RETURNS interval
+LANGUAGE sql STABLE
+AS $$ SELECT s.older_than FROM stuck_runs_settings AS s $$;
+COMMENT ON FUNCTION _stuck_runs_threshold() IS
+    'The database''s default threshold, for recover_stuck_runs()''s DEFAULT (a parameter default cannot hold a subquery).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_time_sql(t stuck_runs_tables, column_name text)
+DO $type$
+BEGIN
+    CREATE TYPE stuck_runs_recovered_run AS (
+        table_name      text,
+        run_id          text,
+        previous_status text,
+        status          text,
+        completed       integer,
+        total           integer,
+        age             interval,
+        idle            interval,
+        action          text,
+        attempts        integer
+    );
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- sql/ is re-runnable; a change of this type needs a migration anyway
+END
+$type$;
+COMMENT ON TYPE stuck_runs_recovered_run IS
+    'One run a recover_stuck_runs() call changed: what the call returns and the sweeps collect, table by table.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_time_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- A timestamp without time zone is read in the zone the application writes
     -- it in (UTC for Prisma and most ORMs), so the result never depends on the
     -- reading session's TimeZone.
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(r.%I AT TIME ZONE %L)', column_name, t.time_zone)
                ELSE format('r.%I', column_name)
            END
 $$;
-COMMENT ON FUNCTION stuck_runs_time_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_time_sql(stuck_runs_tables, text) IS
     'SQL text reading a time column of row r as timestamptz, whichever of the two timestamp types it has.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_now_sql(t stuck_runs_tables, column_name text)
+CREATE OR REPLACE FUNCTION _stuck_runs_now_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- clock_timestamp(), not now(): a sign of life is dated when it is written,
     -- not when a long transaction began, or the next sweep would find it stale.
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(clock_timestamp() AT TIME ZONE %L)', t.time_zone)
                ELSE 'clock_timestamp()' END
 $$;
-COMMENT ON FUNCTION stuck_runs_now_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_now_sql(stuck_runs_tables, text) IS
     'SQL text for the current time as a time column stores it: wall-clock time in the table''s zone for timestamp without time zone.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_count_sql(column_name text) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_count_sql(column_name text) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE WHEN column_name IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', column_name) END
 $$;
-COMMENT ON FUNCTION stuck_runs_count_sql(text) IS
+COMMENT ON FUNCTION _stuck_runs_count_sql(text) IS
     'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
+CREATE OR REPLACE FUNCTION _stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
                ELSE cutoff END
 $$;
-COMMENT ON FUNCTION stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
+COMMENT ON FUNCTION _stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
     'A timestamptz expression converted to what a time column stores, so that the column itself is compared (and its index used).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- A run whose updated_at is NULL has shown no sign of life since it was created.
-    SELECT CASE WHEN a.attnotnull THEN stuck_runs_time_sql(t, t.updated_at_column)
-                ELSE format('coalesce(%s, %s)', stuck_runs_time_sql(t, t.updated_at_column),
-                            stuck_runs_time_sql(t, t.created_at_column)) END
+    SELECT CASE WHEN a.attnotnull THEN _stuck_runs_time_sql(t, t.updated_at_column)
+                ELSE format('coalesce(%s, %s)', _stuck_runs_time_sql(t, t.updated_at_column),
+                            _stuck_runs_time_sql(t, t.created_at_column)) END
     FROM pg_attribute AS a
     WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
 $$;
-COMMENT ON FUNCTION stuck_runs_touched_sql(stuck_runs_tables) IS
+COMMENT ON FUNCTION _stuck_runs_touched_sql(stuck_runs_tables) IS
     'SQL text for the last sign of life of row r as timestamptz: updated_at, or created_at where updated_at is NULL.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- The one definition of "stuck" for row r, shared by the sweep, its probe and
@@ -584,16 +638,16 @@ AS $$
     -- is converted instead) and statuses are literals, so the partial sweep index
     -- serves it. The created_at arm only exists where updated_at may be NULL.
     SELECT format('r.%I IN (%s) AND (r.%I < %s%s)',
-                  t.status_column, stuck_runs_literals(t.active_statuses),
-                  t.updated_at_column, stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
+                  t.status_column, _stuck_runs_literals(t.active_statuses),
+                  t.updated_at_column, _stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
                   CASE WHEN a.attnotnull THEN ''
                        ELSE format(' OR (r.%I IS NULL AND r.%I < %s)', t.updated_at_column,
                                    t.created_at_column,
-                                   stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
+                                   _stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
     FROM pg_attribute AS a
     WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
 $$;
-COMMENT ON FUNCTION stuck_runs_stuck_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
     'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
 
 CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
@@ -602,8 +656,8 @@ AS $$
 DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
     -- $3 max_attempts, $4 older_than.
-    qualified   text := stuck_runs_qualified_name(t.table_name);
-    status_type text := stuck_runs_column_type(t.table_name, t.status_column)::text;
+    qualified   text := _stuck_runs_qualified_name(t.table_name);
+    status_type text := _stuck_runs_column_type(t.table_name, t.status_column)::text;
     requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
                              ELSE format('coalesce(r.%I < $3, false)', t.attempts_column) END;
     error_len   integer;
@@ -625,7 +679,7 @@ BEGIN
         format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
                t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
         format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
-               t.updated_at_column, requeue, stuck_runs_now_sql(t, t.updated_at_column),
+               t.updated_at_column, requeue, _stuck_runs_now_sql(t, t.updated_at_column),
                t.updated_at_column)];
     IF t.attempts_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I + 1 ELSE r.%I END',
@@ -634,7 +688,7 @@ BEGIN
     IF t.completed_at_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
             t.completed_at_column, requeue, t.completed_at_column,
-            stuck_runs_now_sql(t, t.completed_at_column));
+            _stuck_runs_now_sql(t, t.completed_at_column));
     END IF;
     IF t.error_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
@@ -668,34 +722,34 @@ BEGIN
         )
         SELECT array_agg(c::stuck_runs_recovered_run) FROM changed AS c
         $sql$,
-        t.id_column, t.status_column, stuck_runs_touched_sql(t),
-        qualified, stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
+        t.id_column, t.status_column, _stuck_runs_touched_sql(t),
+        qualified, _stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
         array_to_string(sets, ', '),
         t.table_name::text,
-        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-        stuck_runs_time_sql(t, t.created_at_column),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_time_sql(t, t.created_at_column),
         t.failed_status,
-        stuck_runs_count_sql(t.attempts_column));
+        _stuck_runs_count_sql(t.attempts_column));
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
     'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, write the audit rows, all at once. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_covered() RETURNS SETOF stuck_runs_tables
+CREATE OR REPLACE FUNCTION _stuck_runs_covered() RETURNS SETOF stuck_runs_tables
 LANGUAGE sql STABLE
 AS $$
     SELECT s.* FROM stuck_runs_tables AS s
-    WHERE stuck_runs_mapping_problem(s) IS NULL
+    WHERE _stuck_runs_mapping_problem(s) IS NULL
     ORDER BY s.table_name::text
 $$;
-COMMENT ON FUNCTION stuck_runs_covered() IS
+COMMENT ON FUNCTION _stuck_runs_covered() IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
 -- The return type changes (status added): replace, do not redefine in place.
 DROP FUNCTION recover_stuck_runs(interval, integer, integer);
 
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
-    older_than   interval DEFAULT stuck_runs_threshold(),
+    older_than   interval DEFAULT _stuck_runs_threshold(),
     max_runs     integer  DEFAULT NULL,
     max_attempts integer  DEFAULT NULL
 ) RETURNS SETOF stuck_runs_recovered_run
@@ -736,13 +790,13 @@ BEGIN
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, a row that a trigger or a CHECK refuses, a value out of range) is
     -- rolled back alone and reported; the other tables are still recovered.
-    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
         EXIT WHEN max_runs IS NOT NULL AND cardinality(runs) >= max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
             -- building and planning the full sweep answers it.
             EXECUTE format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
-                           stuck_runs_qualified_name(t.table_name), stuck_runs_stuck_sql(t, '$1'))
+                           _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
                 INTO any_stuck USING cutoff;
             CONTINUE WHEN NOT any_stuck;
             EXECUTE stuck_runs_sweep_sql(t)
@@ -792,7 +846,7 @@ BEGIN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN format('SELECT * FROM %s.recover_stuck_runs(%s)', stuck_runs_schema(),
+    RETURN format('SELECT * FROM %s.recover_stuck_runs(%s)', _stuck_runs_schema(),
                   CASE WHEN older_than IS NULL THEN ''
                        ELSE format('older_than => %L::interval', older_than) END);
 END
@@ -800,7 +854,7 @@ $$;
 COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
     'The statement a pg_cron job runs to recover stuck runs (with the database''s threshold, or older_than): what `stuck-runs schedule` installs, for psql users too: SELECT cron.schedule(''stuck-runs-recovery'', ''* * * * *'', stuck_runs.stuck_runs_job_sql()).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_list(idle_longer_than interval)
+CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval)
 RETURNS TABLE (
     table_name text,
     run_id     text,
@@ -816,7 +870,7 @@ AS $$
 DECLARE
     t stuck_runs_tables;
 BEGIN
-    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
         BEGIN
             -- An infinite timestamp has no age: NULL, not an out-of-range error.
             RETURN QUERY EXECUTE format(
@@ -825,12 +879,12 @@ BEGIN
                 ' CASE WHEN isfinite(%7$s) THEN now() - %7$s END'
                 ' FROM %8$s AS r WHERE %9$s',
                 t.table_name::text, t.id_column, t.status_column,
-                stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-                stuck_runs_time_sql(t, t.created_at_column), stuck_runs_touched_sql(t),
-                stuck_runs_qualified_name(t.table_name),
+                _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+                _stuck_runs_time_sql(t, t.created_at_column), _stuck_runs_touched_sql(t),
+                _stuck_runs_qualified_name(t.table_name),
                 CASE WHEN idle_longer_than IS NULL
-                     THEN format('r.%I IN (%s)', t.status_column, stuck_runs_literals(t.active_statuses))
-                     ELSE stuck_runs_stuck_sql(t, '(now() - $1)') END)
+                     THEN format('r.%I IN (%s)', t.status_column, _stuck_runs_literals(t.active_statuses))
+                     ELSE _stuck_runs_stuck_sql(t, '(now() - $1)') END)
             USING idle_longer_than;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
@@ -839,8 +893,21 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION stuck_runs_list(interval) IS
+COMMENT ON FUNCTION _stuck_runs_list(interval) IS
     'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. A table that cannot be read raises a WARNING and is left out.';
+
+CREATE OR REPLACE VIEW active_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
+       l.idle > _stuck_runs_threshold() AS stuck
+FROM _stuck_runs_list(NULL::interval) AS l;
+COMMENT ON VIEW active_runs IS
+    'Every run still active (PENDING/PROCESSING or the adopted table''s own statuses), stuck or not (stuck: the default threshold would recover it): what a status page or `stuck-runs list` shows.';
+
+CREATE OR REPLACE VIEW stuck_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle
+FROM _stuck_runs_list(_stuck_runs_threshold()) AS l;
+COMMENT ON VIEW stuck_runs IS
+    'What recover_stuck_runs() with the default threshold would recover now; reading it changes nothing.';
 
 CREATE OR REPLACE FUNCTION resume_run(run_id text, in_table regclass DEFAULT NULL)
 RETURNS TABLE (
@@ -866,13 +933,13 @@ BEGIN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR t IN
-        SELECT * FROM stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
+        SELECT * FROM _stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
     LOOP
-        qualified := stuck_runs_qualified_name(t.table_name);
+        qualified := _stuck_runs_qualified_name(t.table_name);
         BEGIN
             EXECUTE format('SELECT r.%I::text FROM %s AS r WHERE r.%I = $1::%s FOR UPDATE',
                            t.status_column, qualified, t.id_column,
-                           stuck_runs_column_type(t.table_name, t.id_column))
+                           _stuck_runs_column_type(t.table_name, t.id_column))
                 INTO status_of USING run_id;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             status_of := NULL;  -- not an id this table can hold
@@ -898,15 +965,15 @@ BEGIN
         'UPDATE %s AS r SET %I = %L::%s, %I = %s%s%s%s WHERE r.%I = $1::%s'
         ' RETURNING %L::text, r.%I::text, r.%I::text, %s, %s, %s',
         found_q, t.status_column, t.active_statuses[1],
-        stuck_runs_column_type(t.table_name, t.status_column),
-        t.updated_at_column, stuck_runs_now_sql(t, t.updated_at_column),
+        _stuck_runs_column_type(t.table_name, t.status_column),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN '' ELSE format(', %I = r.%I + 1', t.attempts_column, t.attempts_column) END,
-        t.id_column, stuck_runs_column_type(t.table_name, t.id_column),
+        t.id_column, _stuck_runs_column_type(t.table_name, t.id_column),
         t.table_name::text, t.id_column, t.status_column,
-        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-        stuck_runs_count_sql(t.attempts_column))
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_count_sql(t.attempts_column))
     USING run_id;
 END
 $$;
@@ -929,16 +996,45 @@ $$;
 COMMENT ON FUNCTION qualification_runs_touch() IS
     'Makes every write to an active run a sign of life on the built-in table: a worker that only bumps completed, or sends a keep-alive UPDATE that changes nothing, keeps its run alive without knowing about updated_at. A move to a final status is not activity, so recovery keeps the run''s real last sign of life.';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_builtin_missing_columns(table_name regclass)
+RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(array_agg(c.name ORDER BY c.ord), '{}'::text[])
+    FROM unnest(ARRAY['id', 'status', 'total', 'completed', 'created_at', 'updated_at',
+                      'completed_at', 'error']) WITH ORDINALITY AS c(name, ord)
+    WHERE _stuck_runs_column_type(table_name, c.name) IS NULL
+$$;
+COMMENT ON FUNCTION _stuck_runs_builtin_missing_columns(regclass) IS
+    'Which of the built-in table''s columns an existing qualification_runs lacks: none means it can be adopted as it is; otherwise `stuck-runs migrate` proposes an adopt command with its own names.';
+
+-- Helpers under their 0.1 names, now private (_stuck_runs_*) or with new signatures.
+DROP FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text);
+DROP FUNCTION stuck_runs_column_type(regclass, text);
+DROP FUNCTION stuck_runs_qualified_name(regclass);
+DROP FUNCTION stuck_runs_literals(text[]);
+DROP FUNCTION stuck_runs_index_name(regclass);
+DROP FUNCTION stuck_runs_threshold();
+DROP FUNCTION stuck_runs_count_sql(text);
+DROP FUNCTION stuck_runs_list(interval);
+DROP FUNCTION stuck_runs_builtin_missing_columns(regclass);
+DROP FUNCTION stuck_runs_time_sql(regclass, text, text);
+DROP FUNCTION stuck_runs_now_sql(regclass, text);
+
 -- stuck-runs: pin every function's search_path, take EXECUTE away from PUBLIC,
 -- and say which GRANTs a role needs to use stuck-runs.
+--
+-- Naming: the functions a user calls have plain names (recover_stuck_runs,
+-- adopt_runs_table, stuck_runs_grant_sql, ...); private helpers start with an
+-- underscore (_stuck_runs_*), so that \df stuck_runs.* shows the API at a glance.
 
-CREATE OR REPLACE FUNCTION stuck_runs_schema() RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_schema() RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
     WHERE c.oid = 'stuck_runs_settings'::regclass
 $$;
-COMMENT ON FUNCTION stuck_runs_schema() IS
+COMMENT ON FUNCTION _stuck_runs_schema() IS
     'The schema stuck-runs lives in, quoted as needed: inside a function with a pinned search_path, current_schema() is pg_catalog.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
@@ -946,7 +1042,7 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     fn     regprocedure;
-    schema text := stuck_runs_schema();
+    schema text := _stuck_runs_schema();
 BEGIN
     -- pg_catalog first so no one can shadow now() or format(), our schema next,
     -- pg_temp last so a temporary table cannot stand in for ours
@@ -958,7 +1054,7 @@ BEGIN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace = schema::regnamespace
-          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname IN (
+          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname LIKE '\_stuck\_runs\_%' OR p.proname IN (
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
     LOOP
@@ -978,26 +1074,26 @@ AS $$
     -- touch, and nothing more: the schema, every function (the public ones call
     -- the helpers), the settings, registry and roles (read), the audit (append),
     -- the views, and each covered table (read and update).
-    SELECT format('GRANT USAGE ON SCHEMA %s TO %I', stuck_runs_schema(), role_name)
+    SELECT format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', stuck_runs_schema(), role_name)
+    SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
-                  stuck_runs_schema(), role_name)
+                  _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', stuck_runs_schema(), role_name)
+    SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT * FROM (
         SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
         FROM stuck_runs_tables AS t
         JOIN pg_class AS c ON c.oid = t.table_name
         JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE n.oid <> stuck_runs_schema()::regnamespace
+        WHERE n.oid <> _stuck_runs_schema()::regnamespace
         GROUP BY n.nspname
         ORDER BY n.nspname) AS schemas
     UNION ALL
     SELECT * FROM (
-        SELECT format('GRANT SELECT, UPDATE ON %s TO %I', stuck_runs_qualified_name(t.table_name), role_name)
+        SELECT format('GRANT SELECT, UPDATE ON %s TO %I', _stuck_runs_qualified_name(t.table_name), role_name)
         FROM stuck_runs_tables AS t
         WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
         ORDER BY t.table_name::text) AS tables

@@ -92,7 +92,7 @@ def resolve(conn: psycopg.Connection, target: Target, table: str) -> str:
     """The table as regclass prints it (from stuck-runs' schema), or a usage error."""
     with option_values("--table"):
         row = conn.execute(
-            "SELECT stuck_runs_resolve_table(%s, %s)::text", (table, target.app_schema)
+            "SELECT _stuck_runs_resolve_table(%s, %s)::text", (table, target.app_schema)
         ).fetchone()
     if row is None or row[0] is None:
         raise BadOptionValue(
@@ -184,7 +184,7 @@ def build_missing_indexes(
     a statement timeout; CONCURRENTLY keeps the application's writes flowing.
     """
     rows = conn.execute(
-        "SELECT t.table_name::text, d.ddl FROM stuck_runs_covered() AS t"
+        "SELECT t.table_name::text, d.ddl FROM _stuck_runs_covered() AS t"
         " CROSS JOIN LATERAL stuck_runs_index_ddl(t.table_name) AS d(ddl)"
         " WHERE %s::regclass IS NULL OR t.table_name = %s::regclass",
         (table, table),
@@ -205,9 +205,9 @@ def build_missing_indexes(
 def unadopted_builtin(conn: psycopg.Connection, target: Target) -> tuple[str, list[str]] | None:
     """The app's qualification_runs when nothing covers it, with the columns it lacks."""
     row = conn.execute(
-        "SELECT c.oid::regclass::text, stuck_runs_builtin_missing_columns(c.oid)"
+        "SELECT c.oid::regclass::text, _stuck_runs_builtin_missing_columns(c.oid)"
         " FROM pg_class AS c"
-        " WHERE c.oid = stuck_runs_resolve_table('qualification_runs', %s)"
+        " WHERE c.oid = _stuck_runs_resolve_table('qualification_runs', %s)"
         "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)",
         (target.app_schema,),
     ).fetchone()

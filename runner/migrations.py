@@ -189,6 +189,14 @@ BEGIN
     LOOP
         EXECUTE obj.ddl;
     END LOOP;
+    -- Their bodies name their helpers unqualified: point them at the new schema.
+    FOR obj IN
+        SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(dst))
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
+                                  obj.fn, dst);
+    END LOOP;
 END
 $relocate$
 """
@@ -197,8 +205,8 @@ $relocate$
 def relocate(conn: psycopg.Connection, source: str, schema: str) -> None:
     """Move a 0.1 installation (audit, settings, registry, history) into its own schema.
 
-    One transaction: it moves entirely or not at all. The functions' pinned
-    search_path is redone by the hardening step afterwards.
+    One transaction: it moves entirely or not at all, functions re-pinned to
+    their new schema; the migrations that follow harden them again.
     """
     with conn.transaction():
         conn.execute(
@@ -208,4 +216,3 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> None:
             (source, schema, schema),
         )
         conn.execute(_RELOCATE)
-        conn.execute((sql_dir() / "99_hardening.sql").read_text())

@@ -307,7 +307,7 @@ def resolve_table(conn: psycopg.Connection, target: Target, table: str | None) -
         return None
     with option_values("--table"):
         row = conn.execute(
-            "SELECT stuck_runs_resolve_table(%s, %s)::oid AS oid", (table, target.app_schema)
+            "SELECT _stuck_runs_resolve_table(%s, %s)::oid AS oid", (table, target.app_schema)
         ).fetchone()
     if row is None or row["oid"] is None:
         raise BadOptionValue(

@@ -1,6 +1,6 @@
 -- stuck-runs: adopting a runs table, whoever created it and whatever it calls its columns.
 
-CREATE OR REPLACE FUNCTION stuck_runs_column_type(table_name regclass, column_name text)
+CREATE OR REPLACE FUNCTION _stuck_runs_column_type(table_name regclass, column_name text)
 RETURNS regtype
 LANGUAGE sql STABLE
 AS $$
@@ -9,10 +9,10 @@ AS $$
     WHERE a.attrelid = table_name AND a.attname = column_name
       AND a.attnum > 0 AND NOT a.attisdropped
 $$;
-COMMENT ON FUNCTION stuck_runs_column_type(regclass, text) IS
+COMMENT ON FUNCTION _stuck_runs_column_type(regclass, text) IS
     'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_column_kind(column_type regtype) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_column_kind(column_type regtype) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
@@ -23,35 +23,35 @@ AS $$
         ELSE 'other'
     END
 $$;
-COMMENT ON FUNCTION stuck_runs_column_kind(regtype) IS
+COMMENT ON FUNCTION _stuck_runs_column_kind(regtype) IS
     'What a column of this type can hold, in stuck_runs_roles.kind terms (an enum is a status; text can be a status too).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
+CREATE OR REPLACE FUNCTION _stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT kind = 'any' OR stuck_runs_column_kind(column_type) = kind
-           OR (kind = 'status' AND stuck_runs_column_kind(column_type) = 'text')
+    SELECT kind = 'any' OR _stuck_runs_column_kind(column_type) = kind
+           OR (kind = 'status' AND _stuck_runs_column_kind(column_type) = 'text')
 $$;
-COMMENT ON FUNCTION stuck_runs_fits(text, regtype) IS
+COMMENT ON FUNCTION _stuck_runs_fits(text, regtype) IS
     'Whether a column of this type can play a role of this kind: the one rule adoption, the proposal and the coverage report share.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_qualified_name(table_name regclass) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_qualified_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT format('%I.%I', n.nspname, c.relname)
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE c.oid = table_name
 $$;
-COMMENT ON FUNCTION stuck_runs_qualified_name(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_qualified_name(regclass) IS
     'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_literals(vals text[]) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_literals(vals text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT string_agg(quote_literal(v), ', ' ORDER BY o) FROM unnest(vals) WITH ORDINALITY AS x(v, o) $$;
-COMMENT ON FUNCTION stuck_runs_literals(text[]) IS
+COMMENT ON FUNCTION _stuck_runs_literals(text[]) IS
     'A status list as quoted literals for IN (...): the planner matches a partial index only against literal values.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_index_name(table_name regclass) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- PostgreSQL cuts names at 63 bytes, which would give two tables with a long
@@ -65,16 +65,16 @@ AS $$
            END
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
-COMMENT ON FUNCTION stuck_runs_index_name(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_index_name(regclass) IS
     'Name of the partial index that keeps sweeps of a runs table cheap: the table''s name plus _stuck_runs_idx, shortened with a hash when that would not fit in 63 bytes.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
 LANGUAGE sql STABLE
 AS $$
     WITH target AS (
-        SELECT t.*, n.nspname, c.relname, stuck_runs_index_name(t.table_name) AS index_name,
+        SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
                (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid = i.indexrelid
-                WHERE i.indrelid = t.table_name AND ic.relname = stuck_runs_index_name(t.table_name)
+                WHERE i.indrelid = t.table_name AND ic.relname = _stuck_runs_index_name(t.table_name)
                ) AS valid
         FROM stuck_runs_tables AS t
         JOIN pg_class AS c ON c.oid = t.table_name
@@ -88,13 +88,13 @@ AS $$
     UNION ALL
     SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
                   x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
-                  stuck_runs_literals(x.active_statuses))
+                  _stuck_runs_literals(x.active_statuses))
     FROM target AS x WHERE x.valid IS DISTINCT FROM true
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
     'The statements that give an adopted table its sweep index, in order; none when the index exists. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_may_adopt(table_name regclass) RETURNS boolean
+CREATE OR REPLACE FUNCTION _stuck_runs_may_adopt(table_name regclass) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
     -- The rule of ALTER TABLE and CREATE INDEX: the owner, a member of the
@@ -102,26 +102,26 @@ AS $$
     SELECT pg_has_role(current_user, c.relowner, 'USAGE')
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
-COMMENT ON FUNCTION stuck_runs_may_adopt(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_may_adopt(regclass) IS
     'Whether the current role may have recovery write to a table: only its owner may, as for CREATE INDEX; otherwise a role could point a superuser''s recovery at any table.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_tables_check() RETURNS trigger
+CREATE OR REPLACE FUNCTION _stuck_runs_tables_check() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NOT coalesce(stuck_runs_may_adopt(NEW.table_name), false) THEN
+    IF NOT coalesce(_stuck_runs_may_adopt(NEW.table_name), false) THEN
         RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION stuck_runs_tables_check() IS
+COMMENT ON FUNCTION _stuck_runs_tables_check() IS
     'Guards every write to the registry, not only adopt_runs_table(): a role with INSERT on stuck_runs_tables still cannot get a table it does not own swept.';
 
-DROP TRIGGER IF EXISTS stuck_runs_tables_check ON stuck_runs_tables;
-CREATE TRIGGER stuck_runs_tables_check BEFORE INSERT OR UPDATE ON stuck_runs_tables
-    FOR EACH ROW EXECUTE FUNCTION stuck_runs_tables_check();
+DROP TRIGGER IF EXISTS _stuck_runs_tables_check ON stuck_runs_tables;
+CREATE TRIGGER _stuck_runs_tables_check BEFORE INSERT OR UPDATE ON stuck_runs_tables
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_tables_check();
 
 CREATE OR REPLACE FUNCTION adopt_runs_table(
     table_name          regclass,
@@ -163,7 +163,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Adopt each partition instead: they are tables of their own.';
     END IF;
-    IF NOT stuck_runs_may_adopt(table_name) THEN
+    IF NOT _stuck_runs_may_adopt(table_name) THEN
         RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -194,14 +194,14 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        col_type := stuck_runs_column_type(table_name, col.name);
+        col_type := _stuck_runs_column_type(table_name, col.name);
         IF col_type IS NULL THEN
             RAISE EXCEPTION 'adopt_runs_table: table % has no column "%" (given as %)',
                 table_name, col.name, col.role
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Give the column name exactly as the table spells it, without quotes.';
         END IF;
-        IF NOT stuck_runs_fits(col.kind, col_type) THEN
+        IF NOT _stuck_runs_fits(col.kind, col_type) THEN
             RAISE EXCEPTION 'adopt_runs_table: column "%" (given as %) is of type %, which cannot hold %',
                 col.name, col.role, col_type,
                 CASE col.kind WHEN 'time' THEN 'a timestamp' WHEN 'count' THEN 'an integer count'
@@ -253,12 +253,12 @@ BEGIN
     END IF;
     SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
     FROM pg_enum AS e
-    WHERE e.enumtypid = stuck_runs_column_type(table_name, status_column);
+    WHERE e.enumtypid = _stuck_runs_column_type(table_name, status_column);
     IF labels IS NOT NULL THEN
         FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
             IF NOT wanted = ANY (labels) THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
-                    wanted, stuck_runs_column_type(table_name, status_column), status_column
+                    wanted, _stuck_runs_column_type(table_name, status_column), status_column
                     USING ERRCODE = 'invalid_parameter_value',
                           HINT = format('Its values are: %s.', array_to_string(labels, ', '));
             END IF;
@@ -275,7 +275,7 @@ BEGIN
     LOOP
         FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
             EXECUTE format('SELECT %s FROM (SELECT $1::%s AS %I) AS r', col.expr,
-                           stuck_runs_column_type(table_name, status_column), status_column)
+                           _stuck_runs_column_type(table_name, status_column), status_column)
                 INTO allowed USING wanted;
             IF allowed = false THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
@@ -321,7 +321,7 @@ BEGIN
     -- and none has any status we were told about, say what it does hold.
     EXECUTE format('SELECT array_agg(DISTINCT s ORDER BY s), bool_or(s = ANY ($1))'
                    ' FROM (SELECT r.%I::text AS s FROM %s AS r LIMIT 10000) AS sample',
-                   status_column, stuck_runs_qualified_name(table_name))
+                   status_column, _stuck_runs_qualified_name(table_name))
         INTO labels, allowed USING active_statuses || failed_status;
     IF labels IS NOT NULL AND NOT allowed THEN
         RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
@@ -357,7 +357,7 @@ BEGIN
     FROM pg_index AS i
     JOIN pg_class AS ic ON ic.oid = i.indexrelid
     JOIN pg_namespace AS n ON n.oid = ic.relnamespace
-    WHERE i.indrelid = table_name AND ic.relname = stuck_runs_index_name(table_name);
+    WHERE i.indrelid = table_name AND ic.relname = _stuck_runs_index_name(table_name);
     IF qualified IS NOT NULL THEN
         IF drop_index THEN
             EXECUTE format('DROP INDEX %s', qualified);
@@ -372,7 +372,7 @@ $$;
 COMMENT ON FUNCTION unadopt_runs_table(regclass, boolean) IS
     'Stops covering a table; its rows are never touched. The sweep index stays unless drop_index: dropping it is a plain DROP INDEX, which briefly locks the table.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
+CREATE OR REPLACE FUNCTION _stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
 LANGUAGE sql STABLE
 AS $$
     -- A name as a person writes it (qualification_runs, "QualificationRun",
@@ -385,10 +385,10 @@ AS $$
     JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[cardinality(p.parts)]
     WHERE cardinality(p.parts) IN (1, 2)
 $$;
-COMMENT ON FUNCTION stuck_runs_resolve_table(text, text) IS
+COMMENT ON FUNCTION _stuck_runs_resolve_table(text, text) IS
     'The table a user named on the command line, unqualified names in the application''s schema (Prisma''s ?schema=); NULL when there is none.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
@@ -402,14 +402,14 @@ AS $$
               FROM stuck_runs_roles AS r
               CROSS JOIN LATERAL (
                   SELECT to_jsonb(t) ->> r.parameter AS name,
-                         stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
+                         _stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
               ) AS m
-              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT stuck_runs_fits(r.kind, m.type))
+              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT _stuck_runs_fits(r.kind, m.type))
               ORDER BY r.position
               LIMIT 1)
     END
 $$;
-COMMENT ON FUNCTION stuck_runs_mapping_problem(stuck_runs_tables) IS
+COMMENT ON FUNCTION _stuck_runs_mapping_problem(stuck_runs_tables) IS
     'Why a registered table can no longer be swept (dropped, a mapped column gone), or NULL when it can.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_coverage_problems(app_schema text DEFAULT 'public')
@@ -417,9 +417,9 @@ RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 AS $$
     SELECT coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text),
-           stuck_runs_mapping_problem(t)
+           _stuck_runs_mapping_problem(t)
     FROM stuck_runs_tables AS t
-    WHERE stuck_runs_mapping_problem(t) IS NOT NULL
+    WHERE _stuck_runs_mapping_problem(t) IS NOT NULL
     UNION ALL
     SELECT c.oid::regclass::text,
            format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
@@ -462,7 +462,7 @@ AS $$
             ) AS x
         ) AS m
         WHERE m.rank IS NOT NULL
-          AND stuck_runs_fits(r.kind, c.type::regtype)
+          AND _stuck_runs_fits(r.kind, c.type::regtype)
         ORDER BY m.rank, c.name
         LIMIT 1)
     FROM roles AS r

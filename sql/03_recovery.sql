@@ -1,9 +1,9 @@
 -- stuck-runs: the recovery function, the views that show its work, and resume.
 
-CREATE OR REPLACE FUNCTION stuck_runs_threshold() RETURNS interval
+CREATE OR REPLACE FUNCTION _stuck_runs_threshold() RETURNS interval
 LANGUAGE sql STABLE
 AS $$ SELECT s.older_than FROM stuck_runs_settings AS s $$;
-COMMENT ON FUNCTION stuck_runs_threshold() IS
+COMMENT ON FUNCTION _stuck_runs_threshold() IS
     'The database''s default threshold, for recover_stuck_runs()''s DEFAULT (a parameter default cannot hold a subquery).';
 
 DO $type$
@@ -27,67 +27,67 @@ $type$;
 COMMENT ON TYPE stuck_runs_recovered_run IS
     'One run a recover_stuck_runs() call changed: what the call returns and the sweeps collect, table by table.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_time_sql(t stuck_runs_tables, column_name text)
+CREATE OR REPLACE FUNCTION _stuck_runs_time_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- A timestamp without time zone is read in the zone the application writes
     -- it in (UTC for Prisma and most ORMs), so the result never depends on the
     -- reading session's TimeZone.
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(r.%I AT TIME ZONE %L)', column_name, t.time_zone)
                ELSE format('r.%I', column_name)
            END
 $$;
-COMMENT ON FUNCTION stuck_runs_time_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_time_sql(stuck_runs_tables, text) IS
     'SQL text reading a time column of row r as timestamptz, whichever of the two timestamp types it has.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_now_sql(t stuck_runs_tables, column_name text)
+CREATE OR REPLACE FUNCTION _stuck_runs_now_sql(t stuck_runs_tables, column_name text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- clock_timestamp(), not now(): a sign of life is dated when it is written,
     -- not when a long transaction began, or the next sweep would find it stale.
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(clock_timestamp() AT TIME ZONE %L)', t.time_zone)
                ELSE 'clock_timestamp()' END
 $$;
-COMMENT ON FUNCTION stuck_runs_now_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_now_sql(stuck_runs_tables, text) IS
     'SQL text for the current time as a time column stores it: wall-clock time in the table''s zone for timestamp without time zone.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_count_sql(column_name text) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_count_sql(column_name text) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE WHEN column_name IS NULL THEN 'NULL::integer' ELSE format('r.%I::integer', column_name) END
 $$;
-COMMENT ON FUNCTION stuck_runs_count_sql(text) IS
+COMMENT ON FUNCTION _stuck_runs_count_sql(text) IS
     'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
+CREATE OR REPLACE FUNCTION _stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE stuck_runs_column_type(t.table_name, column_name)
+    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
                WHEN 'timestamp'::regtype THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
                ELSE cutoff END
 $$;
-COMMENT ON FUNCTION stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
+COMMENT ON FUNCTION _stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
     'A timestamptz expression converted to what a time column stores, so that the column itself is compared (and its index used).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- A run whose updated_at is NULL has shown no sign of life since it was created.
-    SELECT CASE WHEN a.attnotnull THEN stuck_runs_time_sql(t, t.updated_at_column)
-                ELSE format('coalesce(%s, %s)', stuck_runs_time_sql(t, t.updated_at_column),
-                            stuck_runs_time_sql(t, t.created_at_column)) END
+    SELECT CASE WHEN a.attnotnull THEN _stuck_runs_time_sql(t, t.updated_at_column)
+                ELSE format('coalesce(%s, %s)', _stuck_runs_time_sql(t, t.updated_at_column),
+                            _stuck_runs_time_sql(t, t.created_at_column)) END
     FROM pg_attribute AS a
     WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
 $$;
-COMMENT ON FUNCTION stuck_runs_touched_sql(stuck_runs_tables) IS
+COMMENT ON FUNCTION _stuck_runs_touched_sql(stuck_runs_tables) IS
     'SQL text for the last sign of life of row r as timestamptz: updated_at, or created_at where updated_at is NULL.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- The one definition of "stuck" for row r, shared by the sweep, its probe and
@@ -95,16 +95,16 @@ AS $$
     -- is converted instead) and statuses are literals, so the partial sweep index
     -- serves it. The created_at arm only exists where updated_at may be NULL.
     SELECT format('r.%I IN (%s) AND (r.%I < %s%s)',
-                  t.status_column, stuck_runs_literals(t.active_statuses),
-                  t.updated_at_column, stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
+                  t.status_column, _stuck_runs_literals(t.active_statuses),
+                  t.updated_at_column, _stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
                   CASE WHEN a.attnotnull THEN ''
                        ELSE format(' OR (r.%I IS NULL AND r.%I < %s)', t.updated_at_column,
                                    t.created_at_column,
-                                   stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
+                                   _stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
     FROM pg_attribute AS a
     WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
 $$;
-COMMENT ON FUNCTION stuck_runs_stuck_sql(stuck_runs_tables, text) IS
+COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
     'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
 
 CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
@@ -113,8 +113,8 @@ AS $$
 DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
     -- $3 max_attempts, $4 older_than.
-    qualified   text := stuck_runs_qualified_name(t.table_name);
-    status_type text := stuck_runs_column_type(t.table_name, t.status_column)::text;
+    qualified   text := _stuck_runs_qualified_name(t.table_name);
+    status_type text := _stuck_runs_column_type(t.table_name, t.status_column)::text;
     requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
                              ELSE format('coalesce(r.%I < $3, false)', t.attempts_column) END;
     error_len   integer;
@@ -136,7 +136,7 @@ BEGIN
         format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
                t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
         format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
-               t.updated_at_column, requeue, stuck_runs_now_sql(t, t.updated_at_column),
+               t.updated_at_column, requeue, _stuck_runs_now_sql(t, t.updated_at_column),
                t.updated_at_column)];
     IF t.attempts_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I + 1 ELSE r.%I END',
@@ -145,7 +145,7 @@ BEGIN
     IF t.completed_at_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
             t.completed_at_column, requeue, t.completed_at_column,
-            stuck_runs_now_sql(t, t.completed_at_column));
+            _stuck_runs_now_sql(t, t.completed_at_column));
     END IF;
     IF t.error_column IS NOT NULL THEN
         sets := sets || format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
@@ -179,31 +179,31 @@ BEGIN
         )
         SELECT array_agg(c::stuck_runs_recovered_run) FROM changed AS c
         $sql$,
-        t.id_column, t.status_column, stuck_runs_touched_sql(t),
-        qualified, stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
+        t.id_column, t.status_column, _stuck_runs_touched_sql(t),
+        qualified, _stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
         array_to_string(sets, ', '),
         t.table_name::text,
-        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-        stuck_runs_time_sql(t, t.created_at_column),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_time_sql(t, t.created_at_column),
         t.failed_status,
-        stuck_runs_count_sql(t.attempts_column));
+        _stuck_runs_count_sql(t.attempts_column));
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
     'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, write the audit rows, all at once. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_covered() RETURNS SETOF stuck_runs_tables
+CREATE OR REPLACE FUNCTION _stuck_runs_covered() RETURNS SETOF stuck_runs_tables
 LANGUAGE sql STABLE
 AS $$
     SELECT s.* FROM stuck_runs_tables AS s
-    WHERE stuck_runs_mapping_problem(s) IS NULL
+    WHERE _stuck_runs_mapping_problem(s) IS NULL
     ORDER BY s.table_name::text
 $$;
-COMMENT ON FUNCTION stuck_runs_covered() IS
+COMMENT ON FUNCTION _stuck_runs_covered() IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
-    older_than   interval DEFAULT stuck_runs_threshold(),
+    older_than   interval DEFAULT _stuck_runs_threshold(),
     max_runs     integer  DEFAULT NULL,
     max_attempts integer  DEFAULT NULL
 ) RETURNS SETOF stuck_runs_recovered_run
@@ -244,13 +244,13 @@ BEGIN
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, a row that a trigger or a CHECK refuses, a value out of range) is
     -- rolled back alone and reported; the other tables are still recovered.
-    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
         EXIT WHEN max_runs IS NOT NULL AND cardinality(runs) >= max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
             -- building and planning the full sweep answers it.
             EXECUTE format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
-                           stuck_runs_qualified_name(t.table_name), stuck_runs_stuck_sql(t, '$1'))
+                           _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
                 INTO any_stuck USING cutoff;
             CONTINUE WHEN NOT any_stuck;
             EXECUTE stuck_runs_sweep_sql(t)
@@ -300,7 +300,7 @@ BEGIN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN format('SELECT * FROM %s.recover_stuck_runs(%s)', stuck_runs_schema(),
+    RETURN format('SELECT * FROM %s.recover_stuck_runs(%s)', _stuck_runs_schema(),
                   CASE WHEN older_than IS NULL THEN ''
                        ELSE format('older_than => %L::interval', older_than) END);
 END
@@ -308,7 +308,7 @@ $$;
 COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
     'The statement a pg_cron job runs to recover stuck runs (with the database''s threshold, or older_than): what `stuck-runs schedule` installs, for psql users too: SELECT cron.schedule(''stuck-runs-recovery'', ''* * * * *'', stuck_runs.stuck_runs_job_sql()).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_list(idle_longer_than interval)
+CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval)
 RETURNS TABLE (
     table_name text,
     run_id     text,
@@ -324,7 +324,7 @@ AS $$
 DECLARE
     t stuck_runs_tables;
 BEGIN
-    FOR t IN SELECT * FROM stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
         BEGIN
             -- An infinite timestamp has no age: NULL, not an out-of-range error.
             RETURN QUERY EXECUTE format(
@@ -333,12 +333,12 @@ BEGIN
                 ' CASE WHEN isfinite(%7$s) THEN now() - %7$s END'
                 ' FROM %8$s AS r WHERE %9$s',
                 t.table_name::text, t.id_column, t.status_column,
-                stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-                stuck_runs_time_sql(t, t.created_at_column), stuck_runs_touched_sql(t),
-                stuck_runs_qualified_name(t.table_name),
+                _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+                _stuck_runs_time_sql(t, t.created_at_column), _stuck_runs_touched_sql(t),
+                _stuck_runs_qualified_name(t.table_name),
                 CASE WHEN idle_longer_than IS NULL
-                     THEN format('r.%I IN (%s)', t.status_column, stuck_runs_literals(t.active_statuses))
-                     ELSE stuck_runs_stuck_sql(t, '(now() - $1)') END)
+                     THEN format('r.%I IN (%s)', t.status_column, _stuck_runs_literals(t.active_statuses))
+                     ELSE _stuck_runs_stuck_sql(t, '(now() - $1)') END)
             USING idle_longer_than;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
@@ -347,19 +347,19 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION stuck_runs_list(interval) IS
+COMMENT ON FUNCTION _stuck_runs_list(interval) IS
     'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. A table that cannot be read raises a WARNING and is left out.';
 
 CREATE OR REPLACE VIEW active_runs AS
 SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
-       l.idle > stuck_runs_threshold() AS stuck
-FROM stuck_runs_list(NULL::interval) AS l;
+       l.idle > _stuck_runs_threshold() AS stuck
+FROM _stuck_runs_list(NULL::interval) AS l;
 COMMENT ON VIEW active_runs IS
     'Every run still active (PENDING/PROCESSING or the adopted table''s own statuses), stuck or not (stuck: the default threshold would recover it): what a status page or `stuck-runs list` shows.';
 
 CREATE OR REPLACE VIEW stuck_runs AS
 SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle
-FROM stuck_runs_list(stuck_runs_threshold()) AS l;
+FROM _stuck_runs_list(_stuck_runs_threshold()) AS l;
 COMMENT ON VIEW stuck_runs IS
     'What recover_stuck_runs() with the default threshold would recover now; reading it changes nothing.';
 
@@ -387,13 +387,13 @@ BEGIN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR t IN
-        SELECT * FROM stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
+        SELECT * FROM _stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
     LOOP
-        qualified := stuck_runs_qualified_name(t.table_name);
+        qualified := _stuck_runs_qualified_name(t.table_name);
         BEGIN
             EXECUTE format('SELECT r.%I::text FROM %s AS r WHERE r.%I = $1::%s FOR UPDATE',
                            t.status_column, qualified, t.id_column,
-                           stuck_runs_column_type(t.table_name, t.id_column))
+                           _stuck_runs_column_type(t.table_name, t.id_column))
                 INTO status_of USING run_id;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             status_of := NULL;  -- not an id this table can hold
@@ -419,15 +419,15 @@ BEGIN
         'UPDATE %s AS r SET %I = %L::%s, %I = %s%s%s%s WHERE r.%I = $1::%s'
         ' RETURNING %L::text, r.%I::text, r.%I::text, %s, %s, %s',
         found_q, t.status_column, t.active_statuses[1],
-        stuck_runs_column_type(t.table_name, t.status_column),
-        t.updated_at_column, stuck_runs_now_sql(t, t.updated_at_column),
+        _stuck_runs_column_type(t.table_name, t.status_column),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN '' ELSE format(', %I = r.%I + 1', t.attempts_column, t.attempts_column) END,
-        t.id_column, stuck_runs_column_type(t.table_name, t.id_column),
+        t.id_column, _stuck_runs_column_type(t.table_name, t.id_column),
         t.table_name::text, t.id_column, t.status_column,
-        stuck_runs_count_sql(t.completed_column), stuck_runs_count_sql(t.total_column),
-        stuck_runs_count_sql(t.attempts_column))
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_count_sql(t.attempts_column))
     USING run_id;
 END
 $$;

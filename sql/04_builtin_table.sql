@@ -22,16 +22,16 @@ $$;
 COMMENT ON FUNCTION qualification_runs_touch() IS
     'Makes every write to an active run a sign of life on the built-in table: a worker that only bumps completed, or sends a keep-alive UPDATE that changes nothing, keeps its run alive without knowing about updated_at. A move to a final status is not activity, so recovery keeps the run''s real last sign of life.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_builtin_missing_columns(table_name regclass)
+CREATE OR REPLACE FUNCTION _stuck_runs_builtin_missing_columns(table_name regclass)
 RETURNS text[]
 LANGUAGE sql STABLE
 AS $$
     SELECT coalesce(array_agg(c.name ORDER BY c.ord), '{}'::text[])
     FROM unnest(ARRAY['id', 'status', 'total', 'completed', 'created_at', 'updated_at',
                       'completed_at', 'error']) WITH ORDINALITY AS c(name, ord)
-    WHERE stuck_runs_column_type(table_name, c.name) IS NULL
+    WHERE _stuck_runs_column_type(table_name, c.name) IS NULL
 $$;
-COMMENT ON FUNCTION stuck_runs_builtin_missing_columns(regclass) IS
+COMMENT ON FUNCTION _stuck_runs_builtin_missing_columns(regclass) IS
     'Which of the built-in table''s columns an existing qualification_runs lacks: none means it can be adopted as it is; otherwise `stuck-runs migrate` proposes an adopt command with its own names.';
 
 DO $builtin$
@@ -67,7 +67,7 @@ BEGIN
         UPDATE stuck_runs_tables SET managed = true
         WHERE table_name = 'qualification_runs'::regclass;
     ELSIF NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = existing)
-          AND cardinality(stuck_runs_builtin_missing_columns(existing)) = 0 THEN
+          AND cardinality(_stuck_runs_builtin_missing_columns(existing)) = 0 THEN
         BEGIN
             PERFORM adopt_runs_table(existing);
         EXCEPTION WHEN invalid_parameter_value THEN

@@ -120,6 +120,7 @@ def test_planted_overloads_never_run_as_the_superuser(cotenant):
             "SELECT * FROM stuck_runs.stuck_runs_coverage_problems('app')",
             "SELECT * FROM stuck_runs.stuck_runs_grant_sql('nobody')",
             "SELECT stuck_runs.stuck_runs_sweep_sql(t) FROM stuck_runs.stuck_runs_tables AS t",
+            "SELECT stuck_runs.stuck_runs_job_sql('5 minutes')",
             "SELECT * FROM stuck_runs.propose_runs_table_mapping('app.runs')",
             "SELECT * FROM stuck_runs.stuck_runs_index_ddl('app.runs')",
             "SELECT * FROM stuck_runs.recover_stuck_runs('5 minutes', max_attempts => 0)",

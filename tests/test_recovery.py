@@ -109,7 +109,7 @@ def test_default_threshold_is_five_minutes_and_configurable(conn):
     assert [r[0] for r in conn.execute("SELECT run_id FROM stuck_runs")] == [twelve]
     assert [r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs()")] == [twelve]
     conn.execute("UPDATE stuck_runs_settings SET older_than = DEFAULT")
-    assert conn.execute("SELECT stuck_runs_threshold()").fetchone()[0].total_seconds() == 300
+    assert conn.execute("SELECT _stuck_runs_threshold()").fetchone()[0].total_seconds() == 300
     assert [r[0] for r in conn.execute("SELECT run_id FROM recover_stuck_runs()")] == [six]
 
 
