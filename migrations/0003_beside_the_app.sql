@@ -606,17 +606,6 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_count_sql(text) IS
     'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_cutoff_sql(t stuck_runs_tables, column_name text, cutoff text)
-RETURNS text
-LANGUAGE sql STABLE
-AS $$
-    SELECT CASE _stuck_runs_column_type(t.table_name, column_name)
-               WHEN 'timestamp'::regtype THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
-               ELSE cutoff END
-$$;
-COMMENT ON FUNCTION _stuck_runs_cutoff_sql(stuck_runs_tables, text, text) IS
-    'A timestamptz expression converted to what a time column stores, so that the column itself is compared (and its index used).';
-
 CREATE OR REPLACE FUNCTION _stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
 AS $$
@@ -634,18 +623,24 @@ CREATE OR REPLACE FUNCTION _stuck_runs_stuck_sql(t stuck_runs_tables, cutoff tex
 LANGUAGE sql STABLE
 AS $$
     -- The one definition of "stuck" for row r, shared by the sweep, its probe and
-    -- the views. The comparison stays on the bare updated_at column (the cutoff
-    -- is converted instead) and statuses are literals, so the partial sweep index
-    -- serves it. The created_at arm only exists where updated_at may be NULL.
+    -- the views. The comparison stays on the bare columns (the timestamptz cutoff
+    -- is converted to what a `timestamp` column stores, in the table's zone) and
+    -- statuses are literals, so the partial sweep index serves it. The created_at
+    -- arm only exists where updated_at may be NULL. One catalog read: every sweep
+    -- builds this.
     SELECT format('r.%I IN (%s) AND (r.%I < %s%s)',
-                  t.status_column, _stuck_runs_literals(t.active_statuses),
-                  t.updated_at_column, _stuck_runs_cutoff_sql(t, t.updated_at_column, cutoff),
-                  CASE WHEN a.attnotnull THEN ''
-                       ELSE format(' OR (r.%I IS NULL AND r.%I < %s)', t.updated_at_column,
-                                   t.created_at_column,
-                                   _stuck_runs_cutoff_sql(t, t.created_at_column, cutoff)) END)
-    FROM pg_attribute AS a
-    WHERE a.attrelid = t.table_name AND a.attname = t.updated_at_column
+                  t.status_column, _stuck_runs_literals(t.active_statuses), t.updated_at_column,
+                  CASE WHEN u.atttypid = 'timestamp'::regtype
+                       THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone) ELSE cutoff END,
+                  CASE WHEN u.attnotnull THEN ''
+                       ELSE format(' OR (r.%I IS NULL AND r.%I < %s)',
+                                   t.updated_at_column, t.created_at_column,
+                                   CASE WHEN c.atttypid = 'timestamp'::regtype
+                                        THEN format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
+                                        ELSE cutoff END) END)
+    FROM pg_attribute AS u, pg_attribute AS c
+    WHERE u.attrelid = t.table_name AND u.attname = t.updated_at_column
+      AND c.attrelid = t.table_name AND c.attname = t.created_at_column
 $$;
 COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
     'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
@@ -735,14 +730,22 @@ $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
     'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, write the audit rows, all at once. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_covered() RETURNS SETOF stuck_runs_tables
-LANGUAGE sql STABLE
-AS $$
+CREATE OR REPLACE VIEW _stuck_runs_covered AS
+    -- Every sweep starts here, so it is a view (planned into the caller's query,
+    -- no function call): the table exists and every mapped column is still
+    -- there. Why a table is left out is for stuck_runs_coverage_problems() to
+    -- say, once per command, not per sweep.
     SELECT s.* FROM stuck_runs_tables AS s
-    WHERE _stuck_runs_mapping_problem(s) IS NULL
-    ORDER BY s.table_name::text
-$$;
-COMMENT ON FUNCTION _stuck_runs_covered() IS
+    WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = s.table_name)
+      AND NOT EXISTS (
+          SELECT FROM jsonb_each_text(to_jsonb(s)) AS j(key, name)
+          JOIN stuck_runs_roles AS r ON r.parameter = j.key
+          WHERE j.name IS NOT NULL
+            AND NOT EXISTS (SELECT FROM pg_attribute AS a
+                            WHERE a.attrelid = s.table_name AND a.attname = j.name
+                              AND a.attnum > 0 AND NOT a.attisdropped))
+    ORDER BY s.table_name::text;
+COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
 -- The return type changes (status added): replace, do not redefine in place.
@@ -790,7 +793,7 @@ BEGIN
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, a row that a trigger or a CHECK refuses, a value out of range) is
     -- rolled back alone and reported; the other tables are still recovered.
-    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         EXIT WHEN max_runs IS NOT NULL AND cardinality(runs) >= max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
@@ -870,7 +873,7 @@ AS $$
 DECLARE
     t stuck_runs_tables;
 BEGIN
-    FOR t IN SELECT * FROM _stuck_runs_covered() LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         BEGIN
             -- An infinite timestamp has no age: NULL, not an out-of-range error.
             RETURN QUERY EXECUTE format(
@@ -933,7 +936,7 @@ BEGIN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR t IN
-        SELECT * FROM _stuck_runs_covered() AS s WHERE in_table IS NULL OR s.table_name = in_table
+        SELECT * FROM _stuck_runs_covered AS s WHERE in_table IS NULL OR s.table_name = in_table
     LOOP
         qualified := _stuck_runs_qualified_name(t.table_name);
         BEGIN
@@ -1078,7 +1081,7 @@ AS $$
     UNION ALL
     SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
                   _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)

@@ -184,7 +184,7 @@ def build_missing_indexes(
     a statement timeout; CONCURRENTLY keeps the application's writes flowing.
     """
     rows = conn.execute(
-        "SELECT t.table_name::text, d.ddl FROM _stuck_runs_covered() AS t"
+        "SELECT t.table_name::text, d.ddl FROM _stuck_runs_covered AS t"
         " CROSS JOIN LATERAL stuck_runs_index_ddl(t.table_name) AS d(ddl)"
         " WHERE %s::regclass IS NULL OR t.table_name = %s::regclass",
         (table, table),

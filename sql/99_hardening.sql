@@ -55,7 +55,7 @@ AS $$
     UNION ALL
     SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
                   _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)

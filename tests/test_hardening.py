@@ -40,7 +40,7 @@ def role(conn):
     conn.execute(f'CREATE ROLE "{name}"')
     conn.execute(f'GRANT USAGE ON SCHEMA stuck_runs TO "{name}"')
     conn.execute(
-        f'GRANT SELECT, UPDATE ON qualification_runs, stuck_runs_settings, stuck_runs_tables, stuck_runs_roles TO "{name}"'
+        f'GRANT SELECT, UPDATE ON qualification_runs, stuck_runs_settings, stuck_runs_tables, stuck_runs_roles, _stuck_runs_covered TO "{name}"'
     )
     conn.execute(f'GRANT SELECT, INSERT ON run_recoveries TO "{name}"')
     yield name

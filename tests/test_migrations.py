@@ -27,7 +27,7 @@ LANDED = {
     "0002_retries.sql": "4f9e5acdf68874329cf10d3b3439b6dcc0838ef20246dcb937a9b05a13e8d2db",
     "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
     # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (README).
-    "0003_beside_the_app.sql": "ab61ee93dc56d6d691f55d4ee6b9b513361721f9a47ac6673405a2e6e737653f",
+    "0003_beside_the_app.sql": "5d8d84d0a30d9e1bf70c0607939ab7d4e47ba33e3d6c4d4c39eaba2aa8623c8d",
 }
 
 
