@@ -11,7 +11,9 @@ import sys
 
 import click
 
-from .adoption import (
+from .connection import OperationalError, Target, connect, pinned
+from .context import Settings, locate, note, print_notices, run, timeout_options, warn
+from .registry import (
     adopt_command,
     build_missing_indexes,
     check_roles,
@@ -23,8 +25,6 @@ from .adoption import (
     roles,
     unadopted_builtin,
 )
-from .connection import OperationalError, Target, connect, pinned
-from .context import Settings, locate, note, print_notices, run, timeout_options, warn
 
 # Who besides us may CREATE in stuck-runs' schema (pg_database_owner stands for
 # the database's owner; superusers are trusted anyway).
