@@ -200,9 +200,15 @@ def recover(
                         if timeout < _LEAST_BATCH_SECONDS:
                             outcome.backlog = True
                             return
-                in_batch = _one_batch(
-                    conn, target, call, older_than, timeout, dry_run, as_json, outcome
-                )
+                try:
+                    in_batch = _one_batch(
+                        conn, target, call, older_than, timeout, dry_run, as_json, outcome
+                    )
+                except psycopg.errors.QueryCanceled:
+                    if timeout >= statement_timeout:
+                        raise
+                    outcome.backlog = True  # the start-up bound ran out mid-batch
+                    return
                 if dry_run or not batch_size:
                     return
                 if in_batch < call["max_runs"] or outcome.count == max_runs:
