@@ -17,7 +17,6 @@ from psycopg.rows import dict_row
 from . import output
 from .connection import OperationalError, Target, connect, pinned
 from .context import (
-    BadOptionValue,
     Settings,
     fail,
     interval_option,
@@ -29,6 +28,7 @@ from .context import (
     timeout_options,
     warn,
 )
+from .registry import resolve
 
 # Shown per active run before "... and N more": a start-up log is not a report.
 ACTIVE_LINES_SHOWN = 20
@@ -307,21 +307,6 @@ def list_runs(
     note(f"{count} active run(s)")
 
 
-def resolve_table(conn: psycopg.Connection, target: Target, table: str | None) -> int | None:
-    """The oid of a table named on the command line; unqualified names live in the app's schema."""
-    if table is None:
-        return None
-    with option_values("--table"):
-        row = conn.execute(
-            "SELECT _stuck_runs_resolve_table(%s, %s)::oid AS oid", (table, target.app_schema)
-        ).fetchone()
-    if row is None or row["oid"] is None:
-        raise BadOptionValue(
-            "--table", f"there is no table {table!r} in schema {target.app_schema!r}"
-        )
-    return row["oid"]
-
-
 @click.command()
 @click.argument("run_ids", metavar="RUN_ID...", nargs=-1, required=True)
 @click.option(
@@ -354,12 +339,12 @@ def resume(
         with _open(target, connect_timeout, statement_timeout) as conn:
             with pinned(conn, target, statement_timeout):
                 target = locate(conn, target, settings)
-                oid = resolve_table(conn, target, table)
+                name = resolve(conn, target, table) if table else None
             for run_id in run_ids:
                 try:
                     with pinned(conn, target, statement_timeout):
                         run_row = conn.execute(
-                            "SELECT * FROM resume_run(%s, %s::oid::regclass)", (run_id, oid)
+                            "SELECT * FROM resume_run(%s, %s::regclass)", (run_id, name)
                         ).fetchone()
                 except psycopg.Error as exc:
                     if exc.sqlstate not in ("22023", "P0002"):

@@ -18,7 +18,7 @@ from typing import Any
 import click
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from .connection import Target, first_line
 from .context import (
@@ -88,8 +88,8 @@ def _parse_columns(
 
 def resolve(conn: psycopg.Connection, target: Target, table: str) -> str:
     """The table as regclass prints it (from stuck-runs' schema), or a usage error."""
-    with option_values("--table"):
-        row = conn.execute(
+    with option_values("--table"), conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
             "SELECT _stuck_runs_resolve_table(%s, %s)::text", (table, target.app_schema)
         ).fetchone()
     if row is None or row[0] is None:
