@@ -13,6 +13,15 @@ COMMENT ON TABLE stuck_runs_settings IS
     'One row per database. older_than is the default threshold of recover_stuck_runs() and of the stuck_runs view; change it with UPDATE stuck_runs_settings SET older_than = ''15 minutes''.';
 INSERT INTO stuck_runs_settings DEFAULT VALUES ON CONFLICT DO NOTHING;
 
+CREATE OR REPLACE FUNCTION _stuck_runs_schema() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
+    WHERE c.oid OPERATOR(pg_catalog.=) 'stuck_runs_settings'::regclass
+$$;
+COMMENT ON FUNCTION _stuck_runs_schema() IS
+    'The schema stuck-runs lives in, quoted as needed: inside a function with a pinned search_path, current_schema() is pg_catalog.';
+
 -- Which tables hold runs, and which of their columns play which role. The
 -- functions read this registry and build their statements from it, quoting
 -- every identifier (format %I) and literal (%L): no name is ever concatenated.
@@ -30,15 +39,18 @@ CREATE TABLE IF NOT EXISTS stuck_runs_tables (
     active_statuses     text[] NOT NULL,
     failed_status       text NOT NULL,
     managed             boolean NOT NULL DEFAULT false,
-    adopted_at          timestamptz NOT NULL DEFAULT now(),
+    adopted_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     schema_name         text,
     relation_name       text,
-    time_zone           text NOT NULL DEFAULT 'UTC'
+    time_zone           text NOT NULL DEFAULT 'UTC',
+    adopted_by          regrole
 );
 COMMENT ON TABLE stuck_runs_tables IS
     'Runs tables that recovery covers, with their column names. Write it through adopt_runs_table(), which validates the mapping and checks that the caller owns the table. managed marks the qualification_runs table that stuck-runs created itself.';
 COMMENT ON COLUMN stuck_runs_tables.relation_name IS
     'The table''s name when it was adopted (with schema_name): an ORM that drops and re-creates the table gives it a new oid, and the name is how the stale entry is reported and replaced.';
+COMMENT ON COLUMN stuck_runs_tables.adopted_by IS
+    'The role that registered the table (set by the registry''s trigger): the entry is swept only while that role could still adopt the table. NULL for entries older than 0.3, which wait for `stuck-runs migrate --adopt` to confirm them.';
 COMMENT ON COLUMN stuck_runs_tables.time_zone IS
     'The zone in which the application writes its timestamp without time zone columns (UTC for Prisma); unused for timestamptz columns.';
 
@@ -52,13 +64,30 @@ CREATE TABLE IF NOT EXISTS run_recoveries (
     age             interval,
     idle            interval,
     older_than      interval NOT NULL,
-    recovered_at    timestamptz NOT NULL DEFAULT now(),
+    recovered_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     recovered_by    text NOT NULL DEFAULT current_user,
     action          text NOT NULL DEFAULT 'failed' CHECK (action IN ('failed', 'requeued'))
 );
 COMMENT ON TABLE run_recoveries IS
     'Audit trail: one row per run that recover_stuck_runs() changed, written in the same transaction as the change. No foreign key, so the trail outlives deleted runs.';
 CREATE INDEX IF NOT EXISTS run_recoveries_run_id_idx ON run_recoveries (run_id);
+
+CREATE OR REPLACE FUNCTION _stuck_runs_audit_stamp() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Who and when are never the writer's word: a role allowed to recover
+    -- could otherwise file rows in another role's name, or in the past.
+    NEW.recovered_by := CURRENT_USER::text;
+    NEW.recovered_at := pg_catalog.now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_audit_stamp() IS
+    'Stamps every audit row with the role that wrote it and the time of its transaction, whatever the INSERT said.';
+DROP TRIGGER IF EXISTS _stuck_runs_audit_stamp ON run_recoveries;
+CREATE TRIGGER _stuck_runs_audit_stamp BEFORE INSERT ON run_recoveries
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_audit_stamp();
 
 -- The column roles a runs table maps, as data: adoption validates a mapping,
 -- proposes one and reports a broken one from these rows, and the runner reads

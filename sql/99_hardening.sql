@@ -5,15 +5,6 @@
 -- adopt_runs_table, stuck_runs_grant_sql, ...); private helpers start with an
 -- underscore (_stuck_runs_*), so that \df stuck_runs.* shows the API at a glance.
 
-CREATE OR REPLACE FUNCTION _stuck_runs_schema() RETURNS text
-LANGUAGE sql STABLE
-AS $$
-    SELECT c.relnamespace::regnamespace::text FROM pg_catalog.pg_class AS c
-    WHERE c.oid = 'stuck_runs_settings'::regclass
-$$;
-COMMENT ON FUNCTION _stuck_runs_schema() IS
-    'The schema stuck-runs lives in, quoted as needed: inside a function with a pinned search_path, current_schema() is pg_catalog.';
-
 CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -30,7 +21,7 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = schema::regnamespace
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
           AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname LIKE '\_stuck\_runs\_%' OR p.proname IN (
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
@@ -51,17 +42,17 @@ AS $$
     -- touch, and nothing more: the schema, every function (the public ones call
     -- the helpers), the settings, registry and roles (read), the audit (append),
     -- the views, and each covered table (read and update).
-    SELECT format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
+    SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
+    SELECT pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+    SELECT pg_catalog.format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
                   _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
+    SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT * FROM (
-        SELECT format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
+        SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
         FROM stuck_runs_tables AS t
         JOIN pg_class AS c ON c.oid = t.table_name
         JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -70,7 +61,7 @@ AS $$
         ORDER BY n.nspname) AS schemas
     UNION ALL
     SELECT * FROM (
-        SELECT format('GRANT SELECT, UPDATE ON %s TO %I', _stuck_runs_qualified_name(t.table_name), role_name)
+        SELECT pg_catalog.format('GRANT SELECT, UPDATE ON %s TO %I', _stuck_runs_qualified_name(t.table_name), role_name)
         FROM stuck_runs_tables AS t
         WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
         ORDER BY t.table_name::text) AS tables

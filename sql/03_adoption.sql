@@ -38,18 +38,33 @@ COMMENT ON FUNCTION _stuck_runs_fits(text, regtype) IS
 CREATE OR REPLACE FUNCTION _stuck_runs_qualified_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT format('%I.%I', n.nspname, c.relname)
+    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE c.oid = table_name
 $$;
 COMMENT ON FUNCTION _stuck_runs_qualified_name(regclass) IS
     'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_literals(vals text[]) RETURNS text
-LANGUAGE sql IMMUTABLE
-AS $$ SELECT string_agg(quote_literal(v), ', ' ORDER BY o) FROM unnest(vals) WITH ORDINALITY AS x(v, o) $$;
-COMMENT ON FUNCTION _stuck_runs_literals(text[]) IS
-    'A status list as quoted literals for IN (...): the planner matches a partial index only against literal values.';
+CREATE OR REPLACE FUNCTION _stuck_runs_status_in(status_sql text, statuses text[], status_type regtype)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- What `status IN ('PENDING', 'PROCESSING')` means, spelled so that only
+    -- pg_catalog's = can be chosen (an enum's owner, or whoever may create in a
+    -- schema on the path, could otherwise offer a better-matching = of its
+    -- own). PostgreSQL prints it exactly as it prints that IN list, so the
+    -- partial index of every release matches it, and so does Prisma's @@index.
+    -- Literals, because the planner matches a partial index only against them.
+    SELECT pg_catalog.format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s])', status_sql,
+               pg_catalog.string_agg(pg_catalog.format('%L::%s', v,
+                   CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e' THEN pg_catalog.format_type(ty.oid, NULL)
+                        ELSE 'pg_catalog.text' END), ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o),
+         pg_catalog.pg_type AS ty
+    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
+$$;
+COMMENT ON FUNCTION _stuck_runs_status_in(text, text[], regtype) IS
+    'SQL text of "this status is one of these": the condition the sweeps, the views and the sweep index share.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
@@ -58,10 +73,10 @@ AS $$
     -- common prefix one index name (and a multibyte name none that matches):
     -- a long name keeps what fits and adds a hash of the whole name.
     SELECT CASE
-               WHEN octet_length(c.relname || '_stuck_runs_idx') <= 63 THEN c.relname || '_stuck_runs_idx'
-               ELSE (SELECT left(c.relname, n) FROM generate_series(char_length(c.relname), 0, -1) AS n
-                     WHERE octet_length(left(c.relname, n)) <= 38 LIMIT 1)
-                    || '_' || left(md5(c.relname), 8) || '_stuck_runs_idx'
+               WHEN pg_catalog.octet_length(c.relname || '_stuck_runs_idx') <= 63 THEN c.relname || '_stuck_runs_idx'
+               ELSE (SELECT pg_catalog.left(c.relname, n) FROM pg_catalog.generate_series(pg_catalog.char_length(c.relname), 0, -1) AS n
+                     WHERE pg_catalog.octet_length(pg_catalog.left(c.relname, n)) <= 38 LIMIT 1)
+                    || '_' || pg_catalog.left(pg_catalog.md5(c.relname), 8) || '_stuck_runs_idx'
            END
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
@@ -83,12 +98,13 @@ AS $$
     )
     -- An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index behind,
     -- which IF NOT EXISTS would take for done: drop it first.
-    SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
+    SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
     FROM target AS x WHERE x.valid = false
     UNION ALL
-    SELECT format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %I IN (%s)',
-                  x.index_name, x.nspname, x.relname, x.updated_at_column, x.status_column,
-                  _stuck_runs_literals(x.active_statuses))
+    SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %s',
+                  x.index_name, x.nspname, x.relname, x.updated_at_column,
+                  _stuck_runs_status_in(pg_catalog.quote_ident(x.status_column), x.active_statuses,
+                                        _stuck_runs_column_type(x.table_name, x.status_column)))
     FROM target AS x WHERE x.valid IS DISTINCT FROM true
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
@@ -99,7 +115,7 @@ LANGUAGE sql STABLE
 AS $$
     -- The rule of ALTER TABLE and CREATE INDEX: the owner, a member of the
     -- owning role, or a superuser. Whatever the caller may read or write.
-    SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+    SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
     FROM pg_class AS c WHERE c.oid = table_name
 $$;
 COMMENT ON FUNCTION _stuck_runs_may_adopt(regclass) IS
@@ -113,6 +129,10 @@ BEGIN
         RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Who registered it: an entry stays in force only while that role could
+    -- still adopt the table (_stuck_runs_covered), whoever owns it later.
+    NEW.adopted_by := (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                       WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)::regrole;
     RETURN NEW;
 END
 $$;
@@ -184,7 +204,7 @@ BEGIN
     entry.time_zone := time_zone;
 
     FOR col IN
-        SELECT r.parameter AS role, r.required, r.kind, to_jsonb(entry) ->> r.parameter AS name
+        SELECT r.parameter AS role, r.required, r.kind, pg_catalog.to_jsonb(entry) ->> r.parameter AS name
         FROM stuck_runs_roles AS r ORDER BY r.position
     LOOP
         IF col.name IS NULL THEN
@@ -210,10 +230,10 @@ BEGIN
         END IF;
     END LOOP;
 
-    SELECT to_jsonb(entry) ->> r.parameter INTO wanted
+    SELECT pg_catalog.to_jsonb(entry) ->> r.parameter INTO wanted
     FROM stuck_runs_roles AS r
-    WHERE to_jsonb(entry) ->> r.parameter IS NOT NULL
-    GROUP BY 1 HAVING count(*) > 1
+    WHERE pg_catalog.to_jsonb(entry) ->> r.parameter IS NOT NULL
+    GROUP BY 1 HAVING pg_catalog.count(*) > 1
     LIMIT 1;
     IF wanted IS NOT NULL THEN
         RAISE EXCEPTION 'adopt_runs_table: column "%" is given for two roles; each role needs a column of its own', wanted
@@ -241,8 +261,8 @@ BEGIN
                   HINT = 'Recovery changes runs one by one and needs an id that names exactly one row.';
     END IF;
 
-    IF active_statuses IS NULL OR cardinality(active_statuses) = 0
-       OR array_position(active_statuses, NULL) IS NOT NULL THEN
+    IF active_statuses IS NULL OR pg_catalog.cardinality(active_statuses) = 0
+       OR pg_catalog.array_position(active_statuses, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'adopt_runs_table: active_statuses must list at least one status'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -251,7 +271,7 @@ BEGIN
             coalesce(failed_status, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
+    SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
     FROM pg_enum AS e
     WHERE e.enumtypid = _stuck_runs_column_type(table_name, status_column);
     IF labels IS NOT NULL THEN
@@ -260,7 +280,7 @@ BEGIN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
                     wanted, _stuck_runs_column_type(table_name, status_column), status_column
                     USING ERRCODE = 'invalid_parameter_value',
-                          HINT = format('Its values are: %s.', array_to_string(labels, ', '));
+                          HINT = pg_catalog.format('Its values are: %s.', pg_catalog.array_to_string(labels, ', '));
             END IF;
         END LOOP;
     END IF;
@@ -268,26 +288,28 @@ BEGIN
     -- A CHECK constraint on the status column alone must allow every status
     -- recovery writes (or reads): try each value against its expression.
     FOR col IN
-        SELECT con.conname, pg_get_expr(con.conbin, con.conrelid) AS expr
+        SELECT con.conname, pg_catalog.pg_get_expr(con.conbin, con.conrelid) AS expr
         FROM pg_constraint AS con
         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attname = status_column
         WHERE con.conrelid = table_name AND con.contype = 'c' AND con.conkey = ARRAY[a.attnum]
     LOOP
         FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
-            EXECUTE format('SELECT %s FROM (SELECT $1::%s AS %I) AS r', col.expr,
-                           _stuck_runs_column_type(table_name, status_column), status_column)
-                INTO allowed USING wanted;
+            -- The constraint's functions are the owner's code: evaluated as the owner.
+            allowed := (_stuck_runs_as_owner(table_name, pg_catalog.format(
+                            'SELECT pg_catalog.to_jsonb(%s) FROM (SELECT $5::%s AS %I) AS r', col.expr,
+                            pg_catalog.format_type(_stuck_runs_column_type(table_name, status_column), NULL),
+                            status_column), value => wanted) OPERATOR(pg_catalog.->>) 0)::boolean;
             IF allowed = false THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
                     wanted, col.conname, table_name
                     USING ERRCODE = 'invalid_parameter_value',
-                          HINT = format('The constraint reads: %s.', col.expr);
+                          HINT = pg_catalog.format('The constraint reads: %s.', col.expr);
             END IF;
         END LOOP;
     END LOOP;
 
     BEGIN
-        PERFORM now() AT TIME ZONE time_zone;
+        PERFORM pg_catalog.now() AT TIME ZONE time_zone;
     EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
         RAISE EXCEPTION 'adopt_runs_table: time_zone "%" is not a time zone PostgreSQL knows', time_zone
             USING ERRCODE = 'invalid_parameter_value',
@@ -311,7 +333,7 @@ BEGIN
     SELECT n.nspname::text, c.relname::text INTO entry.schema_name, entry.relation_name
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE c.oid = table_name;
-    entry.adopted_at := now();
+    entry.adopted_at := pg_catalog.now();
     DELETE FROM stuck_runs_tables AS t WHERE t.table_name = entry.table_name
     RETURNING t.managed INTO entry.managed;
     entry.managed := coalesce(entry.managed, false);
@@ -319,20 +341,22 @@ BEGIN
 
     -- 'processing' is not 'PROCESSING': when a sample of the table holds rows
     -- and none has any status we were told about, say what it does hold.
-    EXECUTE format('SELECT array_agg(DISTINCT s ORDER BY s), bool_or(s = ANY ($1))'
-                   ' FROM (SELECT r.%I::text AS s FROM %s AS r LIMIT 10000) AS sample',
-                   status_column, _stuck_runs_qualified_name(table_name))
-        INTO labels, allowed USING active_statuses || failed_status;
+    -- Read as the owner: row-level security would hide rows from anyone else.
+    SELECT pg_catalog.array_agg(l.v ORDER BY l.v), pg_catalog.bool_or(l.v OPERATOR(pg_catalog.=) ANY (active_statuses || failed_status))
+        INTO labels, allowed
+    FROM pg_catalog.jsonb_array_elements_text(coalesce(_stuck_runs_as_owner(table_name, pg_catalog.format(
+             'SELECT pg_catalog.jsonb_agg(DISTINCT s) FROM (SELECT %s AS s FROM %s AS r LIMIT 10000) AS sample',
+             _stuck_runs_text_sql(status_column), _stuck_runs_qualified_name(table_name))), '[]')) AS l(v);
     IF labels IS NOT NULL AND NOT allowed THEN
         RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
-            table_name, array_to_string(active_statuses || failed_status, ', '),
-            array_to_string(labels[1:10], ', ')
+            table_name, pg_catalog.array_to_string(active_statuses || failed_status, ', '),
+            pg_catalog.array_to_string(labels[1:10], ', ')
             USING HINT = 'Statuses are compared exactly, case included: give --active-statuses and --failed-status as the table spells them.';
     END IF;
 
     IF EXISTS (SELECT FROM stuck_runs_index_ddl(table_name)) THEN
         RAISE NOTICE 'stuck-runs: % has no index for sweeps yet; run outside a transaction: %',
-            table_name, (SELECT string_agg(d, '; ') FROM stuck_runs_index_ddl(table_name) AS d);
+            table_name, (SELECT pg_catalog.string_agg(d, '; ') FROM stuck_runs_index_ddl(table_name) AS d);
     END IF;
     RETURN entry;
 END
@@ -353,14 +377,14 @@ BEGIN
         RETURN false;
     END IF;
     -- Only the index adoption made, on this very table, whatever its name says.
-    SELECT format('%I.%I', n.nspname, ic.relname) INTO qualified
+    SELECT pg_catalog.format('%I.%I', n.nspname, ic.relname) INTO qualified
     FROM pg_index AS i
     JOIN pg_class AS ic ON ic.oid = i.indexrelid
     JOIN pg_namespace AS n ON n.oid = ic.relnamespace
     WHERE i.indrelid = table_name AND ic.relname = _stuck_runs_index_name(table_name);
     IF qualified IS NOT NULL THEN
         IF drop_index THEN
-            EXECUTE format('DROP INDEX %s', qualified);
+            EXECUTE pg_catalog.format('DROP INDEX %s', qualified);
             RAISE NOTICE 'stuck-runs: dropped index %', qualified;
         ELSE
             RAISE NOTICE 'stuck-runs: index % left in place (unadopt_runs_table(..., drop_index => true) drops it)', qualified;
@@ -379,11 +403,11 @@ AS $$
     -- app.runs): unqualified names are looked up in the application's schema,
     -- never along a search path.
     SELECT c.oid::regclass
-    FROM (SELECT parse_ident(name) AS parts) AS p
+    FROM (SELECT pg_catalog.parse_ident(name) AS parts) AS p
     JOIN pg_namespace AS n
-      ON n.nspname = CASE cardinality(p.parts) WHEN 1 THEN app_schema ELSE p.parts[1] END
-    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[cardinality(p.parts)]
-    WHERE cardinality(p.parts) IN (1, 2)
+      ON n.nspname = CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN app_schema ELSE p.parts[1] END
+    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[pg_catalog.cardinality(p.parts)]
+    WHERE pg_catalog.cardinality(p.parts) IN (1, 2)
 $$;
 COMMENT ON FUNCTION _stuck_runs_resolve_table(text, text) IS
     'The table a user named on the command line, unqualified names in the application''s schema (Prisma''s ?schema=); NULL when there is none.';
@@ -393,16 +417,26 @@ LANGUAGE sql STABLE
 AS $$
     SELECT CASE
         WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
-        THEN format('%s was dropped (or dropped and re-created): recovery no longer covers it; adopt it again',
-                    coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
-        ELSE (SELECT format('%s no longer fits its mapping: column "%s" (%s) %s; adopt it again',
+        THEN pg_catalog.format('%s was dropped (or dropped and re-created): recovery no longer covers it; adopt it again',
+                    coalesce(pg_catalog.format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
+        WHEN t.adopted_by IS NULL
+        THEN pg_catalog.format('%s was registered before stuck-runs 0.3, which did not record by whom: recovery skips it until it is adopted again (stuck-runs migrate --adopt %s)',
+                               t.table_name, t.table_name)
+        WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                         WHERE c.oid OPERATOR(pg_catalog.=) t.table_name
+                           AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
+                                                 WHERE a.oid OPERATOR(pg_catalog.=) t.adopted_by)
+                                    THEN pg_catalog.pg_has_role(t.adopted_by, c.relowner, 'USAGE') END)
+        THEN pg_catalog.format('%s was registered by %s, who may no longer adopt it (its owner changed, or that role is gone): recovery skips it until its owner adopts it again',
+                               t.table_name, t.adopted_by)
+        ELSE (SELECT pg_catalog.format('%s no longer fits its mapping: column "%s" (%s) %s; adopt it again',
                             t.table_name, m.name, r.role,
                             CASE WHEN m.type IS NULL THEN 'is gone'
-                                 ELSE format('is now of type %s', m.type) END)
+                                 ELSE pg_catalog.format('is now of type %s', m.type) END)
               FROM stuck_runs_roles AS r
               CROSS JOIN LATERAL (
-                  SELECT to_jsonb(t) ->> r.parameter AS name,
-                         _stuck_runs_column_type(t.table_name, to_jsonb(t) ->> r.parameter) AS type
+                  SELECT pg_catalog.to_jsonb(t) ->> r.parameter AS name,
+                         _stuck_runs_column_type(t.table_name, pg_catalog.to_jsonb(t) ->> r.parameter) AS type
               ) AS m
               WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT _stuck_runs_fits(r.kind, m.type))
               ORDER BY r.position
@@ -416,13 +450,13 @@ CREATE OR REPLACE FUNCTION stuck_runs_coverage_problems(app_schema text DEFAULT 
 RETURNS TABLE (table_name text, problem text)
 LANGUAGE sql STABLE
 AS $$
-    SELECT coalesce(format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text),
+    SELECT coalesce(pg_catalog.format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text),
            _stuck_runs_mapping_problem(t)
     FROM stuck_runs_tables AS t
     WHERE _stuck_runs_mapping_problem(t) IS NOT NULL
     UNION ALL
     SELECT c.oid::regclass::text,
-           format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
+           pg_catalog.format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
                   c.oid::regclass, c.relname)
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE n.nspname = app_schema AND c.relname = 'qualification_runs' AND c.relkind IN ('r', 'p')
@@ -444,7 +478,7 @@ AS $$
         FROM stuck_runs_roles AS r
     ), cols AS (
         SELECT a.attname::text AS name,
-               lower(regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
+               pg_catalog.lower(pg_catalog.regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
                a.atttypid AS type
         FROM pg_attribute AS a
         WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped
@@ -453,11 +487,11 @@ AS $$
         SELECT c.name
         FROM cols AS c
         CROSS JOIN LATERAL (
-            SELECT min(x.rank) AS rank FROM (
-                SELECT s.rank FROM unnest(r.synonyms) WITH ORDINALITY AS s(word, rank)
+            SELECT pg_catalog.min(x.rank) AS rank FROM (
+                SELECT s.rank FROM pg_catalog.unnest(r.synonyms) WITH ORDINALITY AS s(word, rank)
                 WHERE s.word = c.norm
                 UNION ALL
-                SELECT 100 + p.rank FROM unnest(r.prefixes) WITH ORDINALITY AS p(word, rank)
+                SELECT 100 + p.rank FROM pg_catalog.unnest(r.prefixes) WITH ORDINALITY AS p(word, rank)
                 WHERE c.norm LIKE p.word || '%'
             ) AS x
         ) AS m

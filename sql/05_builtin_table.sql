@@ -14,7 +14,7 @@ BEGIN
        AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
         -- When the write happens, not when its transaction began: a worker
         -- reporting progress inside a long transaction is alive now.
-        NEW.updated_at := clock_timestamp();
+        NEW.updated_at := pg_catalog.clock_timestamp();
     END IF;
     RETURN NEW;
 END
@@ -26,8 +26,8 @@ CREATE OR REPLACE FUNCTION _stuck_runs_builtin_missing_columns(table_name regcla
 RETURNS text[]
 LANGUAGE sql STABLE
 AS $$
-    SELECT coalesce(array_agg(c.name ORDER BY c.ord), '{}'::text[])
-    FROM unnest(ARRAY['id', 'status', 'total', 'completed', 'created_at', 'updated_at',
+    SELECT coalesce(pg_catalog.array_agg(c.name ORDER BY c.ord), '{}'::text[])
+    FROM pg_catalog.unnest(ARRAY['id', 'status', 'total', 'completed', 'created_at', 'updated_at',
                       'completed_at', 'error']) WITH ORDINALITY AS c(name, ord)
     WHERE _stuck_runs_column_type(table_name, c.name) IS NULL
 $$;
@@ -36,17 +36,17 @@ COMMENT ON FUNCTION _stuck_runs_builtin_missing_columns(regclass) IS
 
 DO $builtin$
 DECLARE
-    existing regclass := to_regclass(format('%I.qualification_runs', current_schema()));
+    existing regclass := pg_catalog.to_regclass(pg_catalog.format('%I.qualification_runs', pg_catalog.current_schema()));
 BEGIN
     IF existing IS NULL THEN
         CREATE TABLE qualification_runs (
-            id           text PRIMARY KEY DEFAULT gen_random_uuid()::text,
+            id           text PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid()::text,
             status       text NOT NULL DEFAULT 'PENDING'
                          CHECK (status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')),
             total        integer NOT NULL DEFAULT 0 CHECK (total >= 0),
             completed    integer NOT NULL DEFAULT 0 CHECK (completed >= 0),
-            created_at   timestamptz NOT NULL DEFAULT now(),
-            updated_at   timestamptz NOT NULL DEFAULT now(),
+            created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+            updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
             completed_at timestamptz,
             error        text,
             attempts     integer NOT NULL DEFAULT 0
@@ -67,7 +67,7 @@ BEGIN
         UPDATE stuck_runs_tables SET managed = true
         WHERE table_name = 'qualification_runs'::regclass;
     ELSIF NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = existing)
-          AND cardinality(_stuck_runs_builtin_missing_columns(existing)) = 0 THEN
+          AND pg_catalog.cardinality(_stuck_runs_builtin_missing_columns(existing)) = 0 THEN
         BEGIN
             PERFORM adopt_runs_table(existing);
         EXCEPTION WHEN invalid_parameter_value THEN

@@ -1,0 +1,500 @@
+-- stuck-runs: the recovery function, the views that show its work, and resume.
+
+CREATE OR REPLACE FUNCTION _stuck_runs_threshold() RETURNS interval
+LANGUAGE sql STABLE
+AS $$ SELECT s.older_than FROM stuck_runs_settings AS s $$;
+COMMENT ON FUNCTION _stuck_runs_threshold() IS
+    'The database''s default threshold, for recover_stuck_runs()''s DEFAULT (a parameter default cannot hold a subquery).';
+
+DO $type$
+BEGIN
+    CREATE TYPE stuck_runs_recovered_run AS (
+        table_name      text,
+        run_id          text,
+        previous_status text,
+        status          text,
+        completed       integer,
+        total           integer,
+        age             interval,
+        idle            interval,
+        action          text,
+        attempts        integer
+    );
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- sql/ is re-runnable; a change of this type needs a migration anyway
+END
+$type$;
+COMMENT ON TYPE stuck_runs_recovered_run IS
+    'One run a recover_stuck_runs() call changed: what the call returns and the sweeps collect, table by table.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_time_sql(t stuck_runs_tables, column_name text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- A timestamp without time zone is read in the zone the application writes
+    -- it in (UTC for Prisma and most ORMs), so the result never depends on the
+    -- reading session's TimeZone.
+    SELECT CASE WHEN _stuck_runs_column_type(t.table_name, column_name) OPERATOR(pg_catalog.=) 'timestamp'::regtype
+                THEN pg_catalog.format('(r.%I AT TIME ZONE %L)', column_name, t.time_zone)
+                ELSE pg_catalog.format('r.%I', column_name)
+           END
+$$;
+COMMENT ON FUNCTION _stuck_runs_time_sql(stuck_runs_tables, text) IS
+    'SQL text reading a time column of row r as timestamptz, whichever of the two timestamp types it has.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_now_sql(t stuck_runs_tables, column_name text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- clock_timestamp(), not now(): a sign of life is dated when it is written,
+    -- not when a long transaction began, or the next sweep would find it stale.
+    SELECT CASE WHEN _stuck_runs_column_type(t.table_name, column_name) OPERATOR(pg_catalog.=) 'timestamp'::regtype
+                THEN pg_catalog.format('(pg_catalog.clock_timestamp() AT TIME ZONE %L)', t.time_zone)
+                ELSE 'pg_catalog.clock_timestamp()' END
+$$;
+COMMENT ON FUNCTION _stuck_runs_now_sql(stuck_runs_tables, text) IS
+    'SQL text for the current time as a time column stores it: wall-clock time in the table''s zone for timestamp without time zone.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_count_sql(column_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN column_name IS NULL THEN 'NULL::integer' ELSE pg_catalog.format('r.%I::integer', column_name) END
+$$;
+COMMENT ON FUNCTION _stuck_runs_count_sql(text) IS
+    'SQL text reading an optional integer column (completed, total, attempts) of row r, or NULL when the table has none.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_text_sql(column_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    -- format('%s') prints a value with its type's output function. A cast
+    -- (status::text) would look up pg_cast, where the owner of an enum or a
+    -- domain may have put a function of its own, which would then run as the
+    -- reader: a superuser's `stuck-runs list`, say.
+    SELECT pg_catalog.format('pg_catalog.format(''%%s'', r.%I)', column_name)
+$$;
+COMMENT ON FUNCTION _stuck_runs_text_sql(text) IS
+    'SQL text reading a column of row r (a status, an id of any type) as text through its type''s output function, never through a cast its owner may have defined.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_touched_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- A run whose updated_at is NULL has shown no sign of life since it was created.
+    SELECT CASE WHEN a.attnotnull THEN _stuck_runs_time_sql(t, t.updated_at_column)
+                ELSE pg_catalog.format('coalesce(%s, %s)', _stuck_runs_time_sql(t, t.updated_at_column),
+                                       _stuck_runs_time_sql(t, t.created_at_column)) END
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) t.table_name AND a.attname OPERATOR(pg_catalog.=) t.updated_at_column
+$$;
+COMMENT ON FUNCTION _stuck_runs_touched_sql(stuck_runs_tables) IS
+    'SQL text for the last sign of life of row r as timestamptz: updated_at, or created_at where updated_at is NULL.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_stuck_sql(t stuck_runs_tables, cutoff text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- The one definition of "stuck" for row r, shared by the sweep, its probe and
+    -- the views. The comparison stays on the bare columns (the timestamptz cutoff
+    -- is converted to what a `timestamp` column stores, in the table's zone) and
+    -- statuses are literals, so the partial sweep index serves it. The created_at
+    -- arm only exists where updated_at may be NULL. One catalog read: every sweep
+    -- builds this.
+    SELECT pg_catalog.format('%s AND (r.%I OPERATOR(pg_catalog.<) %s%s)',
+                  _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
+                                        _stuck_runs_column_type(t.table_name, t.status_column)),
+                  t.updated_at_column,
+                  CASE WHEN u.atttypid OPERATOR(pg_catalog.=) 'timestamp'::regtype
+                       THEN pg_catalog.format('(%s AT TIME ZONE %L)', cutoff, t.time_zone) ELSE cutoff END,
+                  CASE WHEN u.attnotnull THEN ''
+                       ELSE pg_catalog.format(' OR (r.%I IS NULL AND r.%I OPERATOR(pg_catalog.<) %s)',
+                                   t.updated_at_column, t.created_at_column,
+                                   CASE WHEN c.atttypid OPERATOR(pg_catalog.=) 'timestamp'::regtype
+                                        THEN pg_catalog.format('(%s AT TIME ZONE %L)', cutoff, t.time_zone)
+                                        ELSE cutoff END) END)
+    FROM pg_catalog.pg_attribute AS u, pg_catalog.pg_attribute AS c
+    WHERE u.attrelid OPERATOR(pg_catalog.=) t.table_name AND u.attname OPERATOR(pg_catalog.=) t.updated_at_column
+      AND c.attrelid OPERATOR(pg_catalog.=) t.table_name AND c.attname OPERATOR(pg_catalog.=) t.created_at_column
+$$;
+COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
+    'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
+
+CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
+    -- $3 max_attempts, $4 older_than. It may run as the table's owner
+    -- (_stuck_runs_as_owner), so it names nothing of stuck-runs' own and
+    -- returns its runs as jsonb; the caller writes the audit.
+    qualified   text := _stuck_runs_qualified_name(t.table_name);
+    status_type text := pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL);
+    requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
+                             ELSE pg_catalog.format('coalesce(r.%I OPERATOR(pg_catalog.<) $3, false)', t.attempts_column) END;
+    error_len   integer;
+    message     text;
+    sets        text[];
+BEGIN
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO error_len
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) t.table_name AND a.attname OPERATOR(pg_catalog.=) t.error_column
+      AND a.atttypmod OPERATOR(pg_catalog.>) 0;
+    -- Never NULL, whatever the progress columns hold; cut to the column's width.
+    message := pg_catalog.format(
+        $msg$pg_catalog.left(pg_catalog.concat('Recovered as stuck by stuck-runs: ', c.status, ' with no sign of life for ', coalesce(CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) c.touched)::text END, 'an unknown time'), ' (threshold ', $4::text, ')', %s), %s)$msg$,
+        CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
+             THEN $msg$'. Partial progress was kept.'$msg$
+             ELSE pg_catalog.format($msg$'. Partial progress (', coalesce(r.%I::text, '?'), '/', coalesce(r.%I::text, '?'), ') was kept.'$msg$,
+                         t.completed_column, t.total_column) END,
+        coalesce(error_len, 1000));
+    sets := ARRAY[
+        pg_catalog.format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
+               t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
+        pg_catalog.format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
+               t.updated_at_column, requeue, _stuck_runs_now_sql(t, t.updated_at_column),
+               t.updated_at_column)];
+    IF t.attempts_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I OPERATOR(pg_catalog.+) 1 ELSE r.%I END',
+                               t.attempts_column, requeue, t.attempts_column, t.attempts_column);
+    END IF;
+    IF t.completed_at_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
+            t.completed_at_column, requeue, t.completed_at_column,
+            _stuck_runs_now_sql(t, t.completed_at_column));
+    END IF;
+    IF t.error_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
+                               t.error_column, requeue, t.error_column, message);
+    END IF;
+
+    -- Rows are matched by ctid (locked by the first step, so it cannot move):
+    -- no equality operator of the id's type, whatever that type is, is needed.
+    RETURN pg_catalog.format($sql$
+        WITH candidates AS (
+            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched
+            FROM %4$s AS r
+            WHERE %5$s
+            ORDER BY r.%6$I
+            LIMIT $2
+            FOR UPDATE OF r SKIP LOCKED
+        ), changed AS (
+            UPDATE %4$s AS r
+            SET %7$s
+            FROM candidates AS c
+            WHERE r.ctid OPERATOR(pg_catalog.=) c.row_id AND %5$s
+            RETURNING %1$s AS run_id, c.status AS previous_status, %2$s AS status,
+                      %8$s AS completed, %9$s AS total,
+                      CASE WHEN pg_catalog.isfinite(%10$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %10$s END AS age,
+                      CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.now() OPERATOR(pg_catalog.-) c.touched END AS idle,
+                      CASE WHEN %2$s OPERATOR(pg_catalog.=) %11$L THEN 'failed' ELSE 'requeued' END AS action,
+                      %12$s AS attempts
+        )
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM changed AS c
+        $sql$,
+        _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column), _stuck_runs_touched_sql(t),
+        qualified, _stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
+        pg_catalog.array_to_string(sets, ', '),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_time_sql(t, t.created_at_column),
+        t.failed_status,
+        _stuck_runs_count_sql(t.attempts_column));
+END
+$$;
+COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
+    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, return the changed runs as jsonb. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
+
+CREATE OR REPLACE VIEW _stuck_runs_covered AS
+    -- Every sweep starts here, so it is a view (planned into the caller's query,
+    -- no function call): the table exists, every mapped column is still there,
+    -- and whoever registered it could still adopt it (an entry written before
+    -- 0.3 has no adopter and waits for `migrate --adopt` to confirm it). Why a
+    -- table is left out is for stuck_runs_coverage_problems() to say.
+    SELECT s.* FROM stuck_runs_tables AS s
+    WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                  WHERE c.oid OPERATOR(pg_catalog.=) s.table_name
+                    AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
+                                          WHERE a.oid OPERATOR(pg_catalog.=) s.adopted_by)
+                             THEN pg_catalog.pg_has_role(s.adopted_by, c.relowner, 'USAGE') END)
+      AND NOT EXISTS (
+          SELECT FROM pg_catalog.jsonb_each_text(pg_catalog.to_jsonb(s)) AS j(key, name)
+          JOIN stuck_runs_roles AS r ON r.parameter OPERATOR(pg_catalog.=) j.key
+          WHERE j.name IS NOT NULL
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                            WHERE a.attrelid OPERATOR(pg_catalog.=) s.table_name
+                              AND a.attname OPERATOR(pg_catalog.=) j.name
+                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped))
+    ORDER BY s.table_name::text;
+COMMENT ON VIEW _stuck_runs_covered IS
+    'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
+
+CREATE OR REPLACE FUNCTION recover_stuck_runs(
+    older_than   interval DEFAULT _stuck_runs_threshold(),
+    max_runs     integer  DEFAULT NULL,
+    max_attempts integer  DEFAULT NULL
+) RETURNS SETOF stuck_runs_recovered_run
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cutoff    timestamptz;
+    t         stuck_runs_tables;
+    runs      stuck_runs_recovered_run[] := '{}'::stuck_runs_recovered_run[];
+    swept     stuck_runs_recovered_run[];
+    any_stuck boolean;
+    n         integer;
+    requeued  integer;
+    payload   text;
+BEGIN
+    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<=) interval '0' THEN
+        RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
+            coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: SELECT * FROM recover_stuck_runs(''5 minutes'').';
+    END IF;
+    IF max_runs IS NOT NULL AND max_runs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_runs must be at least 1 (or NULL for no limit), got %', max_runs
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_attempts must be 0 or more (or NULL: never requeue), got %', max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE EXCEPTION 'recover_stuck_runs: older_than % is out of range', older_than
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+
+    -- For each table: probe, sweep, collect. A table that fails (altered under
+    -- us, a row that a trigger or a CHECK refuses, a value out of range, an
+    -- owner this role may not act as) is rolled back alone and reported; the
+    -- other tables are still recovered.
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
+        BEGIN
+            -- Nothing stuck is the usual case: a probe that costs a fraction of
+            -- building and planning the full sweep answers it. It runs no code
+            -- of the table's owner (no casts, no triggers); where row-level
+            -- security applies to this role it would (policies), so the sweep,
+            -- run as the owner, answers instead.
+            IF NOT pg_catalog.row_security_active(t.table_name) THEN
+                EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
+                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
+                    INTO any_stuck USING cutoff;
+                CONTINUE WHEN NOT any_stuck;
+            END IF;
+            SELECT pg_catalog.array_agg(ROW(t.table_name::text, j.run_id, j.previous_status, j.status,
+                                            j.completed, j.total, j.age, j.idle, j.action,
+                                            j.attempts)::stuck_runs_recovered_run ORDER BY j.run_id)
+                INTO swept
+            FROM pg_catalog.jsonb_populate_recordset(
+                     NULL::stuck_runs_recovered_run,
+                     _stuck_runs_as_owner(t.table_name, stuck_runs_sweep_sql(t), cutoff,
+                                          max_runs OPERATOR(pg_catalog.-) pg_catalog.cardinality(runs),
+                                          max_attempts, older_than)) AS j;
+            -- The audit is written by this role, never by the owner's step.
+            INSERT INTO run_recoveries
+                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action)
+            SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle,
+                   older_than, u.action
+            FROM pg_catalog.unnest(swept) AS u;
+            runs := runs OPERATOR(pg_catalog.||) coalesce(swept, '{}'::stuck_runs_recovered_run[]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not swept: %', t.table_name, SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables were recovered.', SQLSTATE);
+        END;
+    END LOOP;
+
+    n := pg_catalog.cardinality(runs);
+    IF n OPERATOR(pg_catalog.>) 0 THEN
+        -- One notification per recovering call, delivered on commit only. Run ids
+        -- are listed while the payload stays under PostgreSQL's 8000-byte limit.
+        SELECT (pg_catalog.count(*) FILTER (WHERE u.action OPERATOR(pg_catalog.=) 'requeued'))::integer INTO requeued
+        FROM pg_catalog.unnest(runs) AS u;
+        IF n OPERATOR(pg_catalog.<=) 200 THEN
+            payload := pg_catalog.json_build_object(
+                'count', n, 'failed', n OPERATOR(pg_catalog.-) requeued, 'requeued', requeued,
+                'runs', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('table', u.table_name, 'run_id', u.run_id,
+                                                                                  'action', u.action))
+                         FROM pg_catalog.unnest(runs) AS u),
+                'runs_omitted', false)::text;
+        END IF;
+        IF payload IS NULL OR pg_catalog.octet_length(payload) OPERATOR(pg_catalog.>=) 8000 THEN
+            payload := pg_catalog.json_build_object(
+                'count', n, 'failed', n OPERATOR(pg_catalog.-) requeued, 'requeued', requeued,
+                'runs_omitted', true)::text;
+        END IF;
+        PERFORM pg_catalog.pg_notify('stuck_runs_recovered', payload);
+    END IF;
+
+    RETURN QUERY SELECT u.* FROM pg_catalog.unnest(runs) AS u ORDER BY u.idle DESC, u.table_name, u.run_id;
+END
+$$;
+COMMENT ON FUNCTION recover_stuck_runs(interval, integer, integer) IS
+    'Marks FAILED every active run, in every adopted table, with no sign of life (updated_at) for longer than older_than, keeping its progress; returns one row per run this call changed, with the status it has now, and audits each in run_recoveries. Each table is written as its owner (or by its owner''s own session), so code on the table never runs with the caller''s rights. Rows locked by a worker are skipped, never waited on; max_runs bounds one call for batching big backlogs; with max_attempts a run with retries left goes back to its first active status instead (action requeued). A table that cannot be swept raises a WARNING naming it and does not stop the others. Sends one NOTIFY stuck_runs_recovered per call that changed anything.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_job_sql(older_than text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    -- pg_cron runs the job with the default search_path, so it names the schema.
+    IF older_than IS NOT NULL AND older_than::interval OPERATOR(pg_catalog.<=) interval '0' THEN
+        RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN pg_catalog.format('SELECT * FROM %s.recover_stuck_runs(%s)', _stuck_runs_schema(),
+                  CASE WHEN older_than IS NULL THEN ''
+                       ELSE pg_catalog.format('older_than => %L::interval', older_than) END);
+END
+$$;
+COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
+    'The statement a pg_cron job runs to recover stuck runs (with the database''s threshold, or older_than): what `stuck-runs schedule` installs, for psql users too: SELECT cron.schedule(''stuck-runs-recovery'', ''* * * * *'', stuck_runs.stuck_runs_job_sql()).';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval)
+RETURNS TABLE (
+    table_name text,
+    run_id     text,
+    status     text,
+    completed  integer,
+    total      integer,
+    age        interval,
+    idle       interval
+)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t stuck_runs_tables;
+BEGIN
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        BEGIN
+            -- Reading runs no code of the table's owner (no casts: statuses and
+            -- ids print through their types' output functions), except policies
+            -- of row-level security that applies to this role: those would run
+            -- as this role, and hide rows. Read-only callers (the views, a
+            -- standby) cannot switch to the owner, so such a table is left out,
+            -- loudly, unless its policies are this role's own or a superuser's.
+            IF pg_catalog.row_security_active(t.table_name)
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                               JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
+                               WHERE c.oid OPERATOR(pg_catalog.=) t.table_name
+                                 AND (o.rolsuper OR (o.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+                                                     AND o.rolname OPERATOR(pg_catalog.=) SESSION_USER))) THEN
+                RAISE EXCEPTION 'row-level security applies to % on it; its policies are its owner''s code', CURRENT_USER
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            -- An infinite timestamp has no age: NULL, not an out-of-range error.
+            RETURN QUERY EXECUTE pg_catalog.format(
+                'SELECT %1$L::text, %2$s, %3$s, %4$s, %5$s,'
+                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END,'
+                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END'
+                ' FROM %8$s AS r WHERE %9$s',
+                t.table_name::text, _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
+                _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+                _stuck_runs_time_sql(t, t.created_at_column), _stuck_runs_touched_sql(t),
+                _stuck_runs_qualified_name(t.table_name),
+                CASE WHEN idle_longer_than IS NULL
+                     THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
+                                        _stuck_runs_column_type(t.table_name, t.status_column))
+                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $1)') END)
+            USING idle_longer_than;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_list(interval) IS
+    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. Runs no code of a table''s owner; a table that cannot be read that way raises a WARNING and is left out.';
+
+CREATE OR REPLACE VIEW active_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
+       l.idle OPERATOR(pg_catalog.>) _stuck_runs_threshold() AS stuck
+FROM _stuck_runs_list(NULL::interval) AS l;
+COMMENT ON VIEW active_runs IS
+    'Every run still active (PENDING/PROCESSING or the adopted table''s own statuses), stuck or not (stuck: the default threshold would recover it): what a status page or `stuck-runs list` shows.';
+
+CREATE OR REPLACE VIEW stuck_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle
+FROM _stuck_runs_list(_stuck_runs_threshold()) AS l;
+COMMENT ON VIEW stuck_runs IS
+    'What recover_stuck_runs() with the default threshold would recover now; reading it changes nothing.';
+
+CREATE OR REPLACE FUNCTION resume_run(run_id text, in_table regclass DEFAULT NULL)
+RETURNS TABLE (
+    table_name text,
+    id         text,
+    status     text,
+    completed  integer,
+    total      integer,
+    attempts   integer
+)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t         stuck_runs_tables;
+    found_in  stuck_runs_tables;
+    status_of text;
+    found_status text;
+    resumed   jsonb;
+BEGIN
+    IF run_id IS NULL THEN
+        RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR t IN
+        SELECT * FROM _stuck_runs_covered AS s
+        WHERE in_table IS NULL OR s.table_name OPERATOR(pg_catalog.=) in_table
+    LOOP
+        -- Looked up as the table's owner: the id is converted to the id
+        -- column's type, and a domain's CHECK or a cast is the owner's code.
+        BEGIN
+            status_of := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+                'SELECT pg_catalog.to_jsonb(%s) FROM %s AS r WHERE r.%I OPERATOR(pg_catalog.=) $5::%s FOR UPDATE',
+                _stuck_runs_text_sql(t.status_column), _stuck_runs_qualified_name(t.table_name), t.id_column,
+                pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL)),
+                value => run_id) OPERATOR(pg_catalog.->>) 0;
+        EXCEPTION
+            WHEN data_exception OR integrity_constraint_violation THEN
+                status_of := NULL;  -- not an id this table can hold
+            WHEN insufficient_privilege THEN
+                RAISE WARNING 'stuck-runs: % was not searched: %', t.table_name, SQLERRM;
+                status_of := NULL;
+        END;
+        CONTINUE WHEN status_of IS NULL;
+        IF found_in IS NOT NULL THEN
+            RAISE EXCEPTION 'resume_run: run % exists in % and in %; name the table', run_id, found_in.table_name, t.table_name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        found_in := t;
+        found_status := status_of;
+    END LOOP;
+    IF found_in IS NULL THEN
+        RAISE EXCEPTION 'resume_run: no run with id %', run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF found_status OPERATOR(pg_catalog.<>) found_in.failed_status THEN
+        RAISE EXCEPTION 'resume_run: run % is %; only a % run can be resumed', run_id, found_status, found_in.failed_status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    t := found_in;
+    resumed := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+        'UPDATE %s AS r SET %I = %L::%s, %I = %s%s%s%s WHERE r.%I OPERATOR(pg_catalog.=) $5::%s'
+        ' RETURNING pg_catalog.jsonb_build_array(%s, %s, %s, %s, %s)',
+        _stuck_runs_qualified_name(t.table_name), t.status_column, t.active_statuses[1],
+        pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
+        CASE WHEN t.completed_at_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.completed_at_column) END,
+        CASE WHEN t.error_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.error_column) END,
+        CASE WHEN t.attempts_column IS NULL THEN ''
+             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END,
+        t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
+        _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_count_sql(t.attempts_column)),
+        value => run_id);
+    RETURN QUERY SELECT t.table_name::text, resumed OPERATOR(pg_catalog.->>) 0, resumed OPERATOR(pg_catalog.->>) 1,
+                        (resumed OPERATOR(pg_catalog.->>) 2)::integer, (resumed OPERATOR(pg_catalog.->>) 3)::integer,
+                        (resumed OPERATOR(pg_catalog.->>) 4)::integer;
+END
+$$;
+COMMENT ON FUNCTION resume_run(text, regclass) IS
+    'Gives a FAILED run another go: back to its first active status (PENDING) with its progress kept, one more attempt counted, and a fresh idle clock so recovery does not take it straight back. Looks the id up in every adopted table unless one is named, as each table''s owner.';
