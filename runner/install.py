@@ -36,12 +36,15 @@ FROM pg_catalog.pg_namespace AS n
 CROSS JOIN LATERAL pg_catalog.aclexplode(
     coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) AS a
 LEFT JOIN pg_catalog.pg_roles AS r
-  ON r.oid = CASE WHEN a.grantee = 'pg_database_owner'::regrole
-                  THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d
-                        WHERE d.datname = pg_catalog.current_database())
-                  ELSE a.grantee END
-WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
-  AND (a.grantee = 0 OR (r.oid <> CURRENT_USER::regrole AND NOT r.rolsuper))
+  ON r.oid OPERATOR(pg_catalog.=) CASE
+         WHEN a.grantee OPERATOR(pg_catalog.=) 'pg_database_owner'::pg_catalog.regrole
+         THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d
+               WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+         ELSE a.grantee END
+WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s
+  AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+  AND (a.grantee OPERATOR(pg_catalog.=) 0
+       OR (r.oid OPERATOR(pg_catalog.<>) CURRENT_USER::pg_catalog.regrole AND NOT r.rolsuper))
 """
 
 

@@ -126,7 +126,8 @@ def adopt_command(
 def current_mapping(conn: psycopg.Connection, table: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT * FROM stuck_runs_tables WHERE table_name = %s::regclass", (table,)
+            "SELECT * FROM stuck_runs_tables WHERE table_name OPERATOR(pg_catalog.=) %s::regclass",
+            (table,),
         ).fetchone()
 
 
@@ -184,7 +185,7 @@ def build_missing_indexes(
     rows = conn.execute(
         "SELECT t.table_name::text, d.ddl FROM _stuck_runs_covered AS t"
         " CROSS JOIN LATERAL stuck_runs_index_ddl(t.table_name) AS d(ddl)"
-        " WHERE %s::regclass IS NULL OR t.table_name = %s::regclass",
+        " WHERE %s::regclass IS NULL OR t.table_name OPERATOR(pg_catalog.=) %s::regclass",
         (table, table),
     ).fetchall()
     if rows:
@@ -205,8 +206,10 @@ def unadopted_builtin(conn: psycopg.Connection, target: Target) -> tuple[str, li
     row = conn.execute(
         "SELECT c.oid::regclass::text, _stuck_runs_builtin_missing_columns(c.oid)"
         " FROM pg_class AS c"
-        " WHERE c.oid = _stuck_runs_resolve_table('qualification_runs', %s)"
-        "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)",
+        " WHERE c.oid OPERATOR(pg_catalog.=)"
+        "       _stuck_runs_resolve_table('qualification_runs'::text, %s::text)"
+        "   AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t"
+        "                   WHERE t.table_name OPERATOR(pg_catalog.=) c.oid)",
         (target.app_schema,),
     ).fetchone()
     return (row[0], list(row[1])) if row else None

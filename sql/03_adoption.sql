@@ -6,8 +6,8 @@ LANGUAGE sql STABLE
 AS $$
     SELECT a.atttypid::regtype
     FROM pg_attribute AS a
-    WHERE a.attrelid = table_name AND a.attname = column_name
-      AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) column_name
+      AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
 $$;
 COMMENT ON FUNCTION _stuck_runs_column_type(regclass, text) IS
     'The type of a column, or NULL when the table has no such column: the one catalog lookup adoption and the sweeps share.';
@@ -16,10 +16,10 @@ CREATE OR REPLACE FUNCTION _stuck_runs_column_kind(column_type regtype) RETURNS 
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
-        WHEN column_type IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN 'time'
-        WHEN column_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 'count'
-        WHEN column_type IN ('text'::regtype, 'varchar'::regtype) THEN 'text'
-        WHEN EXISTS (SELECT FROM pg_type AS ty WHERE ty.oid = column_type AND ty.typtype = 'e') THEN 'status'
+        WHEN column_type OPERATOR(pg_catalog.=) ANY (ARRAY['timestamptz'::regtype, 'timestamp'::regtype]) THEN 'time'
+        WHEN column_type OPERATOR(pg_catalog.=) ANY (ARRAY['int2'::regtype, 'int4'::regtype, 'int8'::regtype]) THEN 'count'
+        WHEN column_type OPERATOR(pg_catalog.=) ANY (ARRAY['text'::regtype, 'varchar'::regtype]) THEN 'text'
+        WHEN EXISTS (SELECT FROM pg_type AS ty WHERE ty.oid OPERATOR(pg_catalog.=) column_type AND ty.typtype OPERATOR(pg_catalog.=) 'e') THEN 'status'
         ELSE 'other'
     END
 $$;
@@ -29,8 +29,8 @@ COMMENT ON FUNCTION _stuck_runs_column_kind(regtype) IS
 CREATE OR REPLACE FUNCTION _stuck_runs_fits(kind text, column_type regtype) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT kind = 'any' OR _stuck_runs_column_kind(column_type) = kind
-           OR (kind = 'status' AND _stuck_runs_column_kind(column_type) = 'text')
+    SELECT kind OPERATOR(pg_catalog.=) 'any' OR _stuck_runs_column_kind(column_type) OPERATOR(pg_catalog.=) kind
+           OR (kind OPERATOR(pg_catalog.=) 'status' AND _stuck_runs_column_kind(column_type) OPERATOR(pg_catalog.=) 'text')
 $$;
 COMMENT ON FUNCTION _stuck_runs_fits(text, regtype) IS
     'Whether a column of this type can play a role of this kind: the one rule adoption, the proposal and the coverage report share.';
@@ -39,8 +39,8 @@ CREATE OR REPLACE FUNCTION _stuck_runs_qualified_name(table_name regclass) RETUR
 LANGUAGE sql STABLE
 AS $$
     SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = table_name
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE c.oid OPERATOR(pg_catalog.=) table_name
 $$;
 COMMENT ON FUNCTION _stuck_runs_qualified_name(regclass) IS
     'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
@@ -73,12 +73,12 @@ AS $$
     -- common prefix one index name (and a multibyte name none that matches):
     -- a long name keeps what fits and adds a hash of the whole name.
     SELECT CASE
-               WHEN pg_catalog.octet_length(c.relname || '_stuck_runs_idx') <= 63 THEN c.relname || '_stuck_runs_idx'
+               WHEN pg_catalog.octet_length(c.relname OPERATOR(pg_catalog.||) '_stuck_runs_idx') OPERATOR(pg_catalog.<=) 63 THEN c.relname OPERATOR(pg_catalog.||) '_stuck_runs_idx'
                ELSE (SELECT pg_catalog.left(c.relname, n) FROM pg_catalog.generate_series(pg_catalog.char_length(c.relname), 0, -1) AS n
-                     WHERE pg_catalog.octet_length(pg_catalog.left(c.relname, n)) <= 38 LIMIT 1)
+                     WHERE pg_catalog.octet_length(pg_catalog.left(c.relname, n)) OPERATOR(pg_catalog.<=) 38 LIMIT 1)
                     || '_' || pg_catalog.left(pg_catalog.md5(c.relname), 8) || '_stuck_runs_idx'
            END
-    FROM pg_class AS c WHERE c.oid = table_name
+    FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name
 $$;
 COMMENT ON FUNCTION _stuck_runs_index_name(regclass) IS
     'Name of the partial index that keeps sweeps of a runs table cheap: the table''s name plus _stuck_runs_idx, shortened with a hash when that would not fit in 63 bytes.';
@@ -88,18 +88,18 @@ LANGUAGE sql STABLE
 AS $$
     WITH target AS (
         SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
-               (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid = i.indexrelid
-                WHERE i.indrelid = t.table_name AND ic.relname = _stuck_runs_index_name(t.table_name)
+               (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+                WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_name AND ic.relname OPERATOR(pg_catalog.=) _stuck_runs_index_name(t.table_name)
                ) AS valid
         FROM stuck_runs_tables AS t
-        JOIN pg_class AS c ON c.oid = t.table_name
-        JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE t.table_name = stuck_runs_index_ddl.table_name
+        JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE t.table_name OPERATOR(pg_catalog.=) stuck_runs_index_ddl.table_name
     )
     -- An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index behind,
     -- which IF NOT EXISTS would take for done: drop it first.
     SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
-    FROM target AS x WHERE x.valid = false
+    FROM target AS x WHERE x.valid OPERATOR(pg_catalog.=) false
     UNION ALL
     SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %s',
                   x.index_name, x.nspname, x.relname, x.updated_at_column,
@@ -116,7 +116,7 @@ AS $$
     -- The rule of ALTER TABLE and CREATE INDEX: the owner, a member of the
     -- owning role, or a superuser. Whatever the caller may read or write.
     SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
-    FROM pg_class AS c WHERE c.oid = table_name
+    FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name
 $$;
 COMMENT ON FUNCTION _stuck_runs_may_adopt(regclass) IS
     'Whether the current role may have recovery write to a table: only its owner may, as for CREATE INDEX; otherwise a role could point a superuser''s recovery at any table.';
@@ -171,14 +171,14 @@ DECLARE
     allowed  boolean;
 BEGIN
     IF table_name IS NULL OR NOT EXISTS (
-        SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind IN ('r', 'p')
+        SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind IN ('r', 'p')
     ) THEN
         RAISE EXCEPTION 'adopt_runs_table: % is not a table', coalesce(table_name::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Its sweep index could not be built CONCURRENTLY, and every migrate would
     -- fail trying: refused up front instead.
-    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = table_name AND c.relkind = 'p') THEN
+    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind OPERATOR(pg_catalog.=) 'p') THEN
         RAISE EXCEPTION 'adopt_runs_table: % is a partitioned table, which stuck-runs does not cover yet', table_name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Adopt each partition instead: they are tables of their own.';
@@ -233,7 +233,7 @@ BEGIN
     SELECT pg_catalog.to_jsonb(entry) ->> r.parameter INTO wanted
     FROM stuck_runs_roles AS r
     WHERE pg_catalog.to_jsonb(entry) ->> r.parameter IS NOT NULL
-    GROUP BY 1 HAVING pg_catalog.count(*) > 1
+    GROUP BY 1 HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
     LIMIT 1;
     IF wanted IS NOT NULL THEN
         RAISE EXCEPTION 'adopt_runs_table: column "%" is given for two roles; each role needs a column of its own', wanted
@@ -242,8 +242,8 @@ BEGIN
 
     SELECT a.atttypmod - 4 INTO max_len
     FROM pg_attribute AS a
-    WHERE a.attrelid = table_name AND a.attname = error_column AND a.atttypmod > 0;
-    IF max_len < 255 THEN
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) error_column AND a.atttypmod OPERATOR(pg_catalog.>) 0;
+    IF max_len OPERATOR(pg_catalog.<) 255 THEN
         RAISE EXCEPTION 'adopt_runs_table: column "%" (given as error_column) holds at most % characters; recovery''s message needs up to 255', error_column, max_len
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Map a wider column, or none (error_column => NULL).';
@@ -251,9 +251,9 @@ BEGIN
 
     IF NOT EXISTS (
         SELECT FROM pg_index AS i
-        JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = table_name AND i.indisunique AND i.indpred IS NULL
-          AND i.indnkeyatts = 1 AND a.attname = id_column
+        JOIN pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+        WHERE i.indrelid OPERATOR(pg_catalog.=) table_name AND i.indisunique AND i.indpred IS NULL
+          AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 AND a.attname OPERATOR(pg_catalog.=) id_column
     ) THEN
         RAISE EXCEPTION 'adopt_runs_table: column "%" (given as id_column) is neither the primary key nor unique in %',
             id_column, table_name
@@ -261,22 +261,22 @@ BEGIN
                   HINT = 'Recovery changes runs one by one and needs an id that names exactly one row.';
     END IF;
 
-    IF active_statuses IS NULL OR pg_catalog.cardinality(active_statuses) = 0
+    IF active_statuses IS NULL OR pg_catalog.cardinality(active_statuses) OPERATOR(pg_catalog.=) 0
        OR pg_catalog.array_position(active_statuses, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'adopt_runs_table: active_statuses must list at least one status'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF failed_status IS NULL OR failed_status = ANY (active_statuses) THEN
+    IF failed_status IS NULL OR failed_status OPERATOR(pg_catalog.=) ANY (active_statuses) THEN
         RAISE EXCEPTION 'adopt_runs_table: failed_status must be a status outside active_statuses, got %',
             coalesce(failed_status, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
     FROM pg_enum AS e
-    WHERE e.enumtypid = _stuck_runs_column_type(table_name, status_column);
+    WHERE e.enumtypid OPERATOR(pg_catalog.=) _stuck_runs_column_type(table_name, status_column);
     IF labels IS NOT NULL THEN
-        FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
-            IF NOT wanted = ANY (labels) THEN
+        FOREACH wanted IN ARRAY active_statuses OPERATOR(pg_catalog.||) failed_status LOOP
+            IF NOT wanted OPERATOR(pg_catalog.=) ANY (labels) THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
                     wanted, _stuck_runs_column_type(table_name, status_column), status_column
                     USING ERRCODE = 'invalid_parameter_value',
@@ -290,16 +290,16 @@ BEGIN
     FOR col IN
         SELECT con.conname, pg_catalog.pg_get_expr(con.conbin, con.conrelid) AS expr
         FROM pg_constraint AS con
-        JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attname = status_column
-        WHERE con.conrelid = table_name AND con.contype = 'c' AND con.conkey = ARRAY[a.attnum]
+        JOIN pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) con.conrelid AND a.attname OPERATOR(pg_catalog.=) status_column
+        WHERE con.conrelid OPERATOR(pg_catalog.=) table_name AND con.contype OPERATOR(pg_catalog.=) 'c' AND con.conkey OPERATOR(pg_catalog.=) ARRAY[a.attnum]
     LOOP
-        FOREACH wanted IN ARRAY active_statuses || failed_status LOOP
+        FOREACH wanted IN ARRAY active_statuses OPERATOR(pg_catalog.||) failed_status LOOP
             -- The constraint's functions are the owner's code: evaluated as the owner.
             allowed := (_stuck_runs_as_owner(table_name, pg_catalog.format(
                             'SELECT pg_catalog.to_jsonb(%s) FROM (SELECT $5::%s AS %I) AS r', col.expr,
                             pg_catalog.format_type(_stuck_runs_column_type(table_name, status_column), NULL),
                             status_column), value => wanted) OPERATOR(pg_catalog.->>) 0)::boolean;
-            IF allowed = false THEN
+            IF allowed OPERATOR(pg_catalog.=) false THEN
                 RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
                     wanted, col.conname, table_name
                     USING ERRCODE = 'invalid_parameter_value',
@@ -324,17 +324,17 @@ BEGIN
     -- An entry for a table of this name that was dropped (prisma migrate reset)
     -- is replaced by this one.
     DELETE FROM stuck_runs_tables AS t
-    WHERE NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+    WHERE NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
       AND (t.schema_name, t.relation_name) = (
           SELECT n.nspname::text, c.relname::text
-          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-          WHERE c.oid = table_name);
+          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE c.oid OPERATOR(pg_catalog.=) table_name);
 
     SELECT n.nspname::text, c.relname::text INTO entry.schema_name, entry.relation_name
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = table_name;
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE c.oid OPERATOR(pg_catalog.=) table_name;
     entry.adopted_at := pg_catalog.now();
-    DELETE FROM stuck_runs_tables AS t WHERE t.table_name = entry.table_name
+    DELETE FROM stuck_runs_tables AS t WHERE t.table_name OPERATOR(pg_catalog.=) entry.table_name
     RETURNING t.managed INTO entry.managed;
     entry.managed := coalesce(entry.managed, false);
     INSERT INTO stuck_runs_tables SELECT (entry).*;
@@ -342,14 +342,14 @@ BEGIN
     -- 'processing' is not 'PROCESSING': when a sample of the table holds rows
     -- and none has any status we were told about, say what it does hold.
     -- Read as the owner: row-level security would hide rows from anyone else.
-    SELECT pg_catalog.array_agg(l.v ORDER BY l.v), pg_catalog.bool_or(l.v OPERATOR(pg_catalog.=) ANY (active_statuses || failed_status))
+    SELECT pg_catalog.array_agg(l.v ORDER BY l.v), pg_catalog.bool_or(l.v OPERATOR(pg_catalog.=) ANY (active_statuses OPERATOR(pg_catalog.||) failed_status))
         INTO labels, allowed
     FROM pg_catalog.jsonb_array_elements_text(coalesce(_stuck_runs_as_owner(table_name, pg_catalog.format(
              'SELECT pg_catalog.jsonb_agg(DISTINCT s) FROM (SELECT %s AS s FROM %s AS r LIMIT 10000) AS sample',
              _stuck_runs_text_sql(status_column), _stuck_runs_qualified_name(table_name))), '[]')) AS l(v);
     IF labels IS NOT NULL AND NOT allowed THEN
         RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
-            table_name, pg_catalog.array_to_string(active_statuses || failed_status, ', '),
+            table_name, pg_catalog.array_to_string(active_statuses OPERATOR(pg_catalog.||) failed_status, ', '),
             pg_catalog.array_to_string(labels[1:10], ', ')
             USING HINT = 'Statuses are compared exactly, case included: give --active-statuses and --failed-status as the table spells them.';
     END IF;
@@ -372,16 +372,16 @@ AS $$
 DECLARE
     qualified text;
 BEGIN
-    DELETE FROM stuck_runs_tables AS t WHERE t.table_name = unadopt_runs_table.table_name;
+    DELETE FROM stuck_runs_tables AS t WHERE t.table_name OPERATOR(pg_catalog.=) unadopt_runs_table.table_name;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
     -- Only the index adoption made, on this very table, whatever its name says.
     SELECT pg_catalog.format('%I.%I', n.nspname, ic.relname) INTO qualified
     FROM pg_index AS i
-    JOIN pg_class AS ic ON ic.oid = i.indexrelid
-    JOIN pg_namespace AS n ON n.oid = ic.relnamespace
-    WHERE i.indrelid = table_name AND ic.relname = _stuck_runs_index_name(table_name);
+    JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+    JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) ic.relnamespace
+    WHERE i.indrelid OPERATOR(pg_catalog.=) table_name AND ic.relname OPERATOR(pg_catalog.=) _stuck_runs_index_name(table_name);
     IF qualified IS NOT NULL THEN
         IF drop_index THEN
             EXECUTE pg_catalog.format('DROP INDEX %s', qualified);
@@ -405,8 +405,8 @@ AS $$
     SELECT c.oid::regclass
     FROM (SELECT pg_catalog.parse_ident(name) AS parts) AS p
     JOIN pg_namespace AS n
-      ON n.nspname = CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN app_schema ELSE p.parts[1] END
-    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = p.parts[pg_catalog.cardinality(p.parts)]
+      ON n.nspname OPERATOR(pg_catalog.=) CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN app_schema ELSE p.parts[1] END
+    JOIN pg_class AS c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) p.parts[pg_catalog.cardinality(p.parts)]
     WHERE pg_catalog.cardinality(p.parts) IN (1, 2)
 $$;
 COMMENT ON FUNCTION _stuck_runs_resolve_table(text, text) IS
@@ -416,7 +416,7 @@ CREATE OR REPLACE FUNCTION _stuck_runs_mapping_problem(t stuck_runs_tables) RETU
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
-        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
         THEN pg_catalog.format('%s was dropped (or dropped and re-created): recovery no longer covers it; adopt it again',
                     coalesce(pg_catalog.format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
         WHEN t.adopted_by IS NULL
@@ -458,9 +458,9 @@ AS $$
     SELECT c.oid::regclass::text,
            pg_catalog.format('%s exists but recovery does not cover it: adopt it (stuck-runs migrate --adopt %s)',
                   c.oid::regclass, c.relname)
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE n.nspname = app_schema AND c.relname = 'qualification_runs' AND c.relkind IN ('r', 'p')
-      AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = c.oid)
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE n.nspname OPERATOR(pg_catalog.=) app_schema AND c.relname OPERATOR(pg_catalog.=) 'qualification_runs' AND c.relkind IN ('r', 'p')
+      AND NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name OPERATOR(pg_catalog.=) c.oid)
     ORDER BY 1
 $$;
 COMMENT ON FUNCTION stuck_runs_coverage_problems(text) IS
@@ -481,7 +481,7 @@ AS $$
                pg_catalog.lower(pg_catalog.regexp_replace(a.attname, '[^[:alnum:]]', '', 'g')) AS norm,
                a.atttypid AS type
         FROM pg_attribute AS a
-        WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
     )
     SELECT r.role, (
         SELECT c.name
@@ -489,7 +489,7 @@ AS $$
         CROSS JOIN LATERAL (
             SELECT pg_catalog.min(x.rank) AS rank FROM (
                 SELECT s.rank FROM pg_catalog.unnest(r.synonyms) WITH ORDINALITY AS s(word, rank)
-                WHERE s.word = c.norm
+                WHERE s.word OPERATOR(pg_catalog.=) c.norm
                 UNION ALL
                 SELECT 100 + p.rank FROM pg_catalog.unnest(r.prefixes) WITH ORDINALITY AS p(word, rank)
                 WHERE c.norm LIKE p.word || '%'

@@ -54,16 +54,16 @@ AS $$
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
         FROM stuck_runs_tables AS t
-        JOIN pg_class AS c ON c.oid = t.table_name
-        JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE n.oid <> _stuck_runs_schema()::regnamespace
+        JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE n.oid OPERATOR(pg_catalog.<>) _stuck_runs_schema()::regnamespace
         GROUP BY n.nspname
         ORDER BY n.nspname) AS schemas
     UNION ALL
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT SELECT, UPDATE ON %s TO %I', _stuck_runs_qualified_name(t.table_name), role_name)
         FROM stuck_runs_tables AS t
-        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = t.table_name)
+        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
         ORDER BY t.table_name::text) AS tables
 $$;
 COMMENT ON FUNCTION stuck_runs_grant_sql(text) IS
