@@ -397,3 +397,35 @@ def test_the_audit_is_stamped_with_its_writer_and_time(db_url):
         conn.execute("DELETE FROM run_recoveries WHERE run_id = 'forged'")
         conn.execute(f'DROP OWNED BY "{forger}"')
         conn.execute(f'DROP ROLE "{forger}"')
+
+
+def test_a_deferred_trigger_never_fires_as_the_committer(empty_db_url, drop_roles):
+    """Before PostgreSQL 17 a deferred trigger fires at COMMIT as whoever commits.
+
+    There, a table whose owner has deferrable triggers is refused with a WARNING;
+    from 17 on the trigger fires as the owner that queued it, and the run is recovered.
+    """
+    h = make_hostile(
+        empty_db_url,
+        """
+        CREATE FUNCTION app.later() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM app.trojan(); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER later AFTER UPDATE ON app.runs
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app.later();
+        """,
+    )
+    drop_roles.append(h)
+    with open_conn(h.url) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        rows = conn.execute(
+            "SELECT table_name, run_id FROM stuck_runs.recover_stuck_runs('5 minutes')"
+        ).fetchall()
+        calls, as_superuser = h.counters(conn)
+        assert as_superuser == 0 and not h.is_superuser(conn)
+        recovered = {r for _, r in rows}
+        if conn.info.server_version >= 170000:
+            assert recovered == {"app-stuck", "builtin-stuck"} and calls == 1
+        else:
+            assert recovered == {"builtin-stuck"} and calls == 0
+            assert any("deferrable trigger" in n for n in notices), notices
