@@ -995,6 +995,7 @@ DECLARE
     n         integer;
     requeued  integer;
     payload   text;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<=) interval '0' THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
@@ -1017,10 +1018,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END;
 
+    -- A table someone holds locked (a long migration, VACUUM FULL, a hostile
+    -- owner's LOCK TABLE) is given up after a short wait instead of holding
+    -- up every other table until statement_timeout.
+    IF pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0' THEN
+        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+    END IF;
+
     -- For each table: probe, sweep, collect. A table that fails (altered under
-    -- us, a row that a trigger or a CHECK refuses, a value out of range, an
-    -- owner this role may not act as) is rolled back alone and reported; the
-    -- other tables are still recovered.
+    -- us, locked, a row that a trigger or a CHECK refuses, a value out of
+    -- range, an owner this role may not act as) is rolled back alone and
+    -- reported; the other tables are still recovered.
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
         BEGIN
@@ -1056,6 +1064,8 @@ BEGIN
                 USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables were recovered.', SQLSTATE);
         END;
     END LOOP;
+
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
 
     n := pg_catalog.cardinality(runs);
     IF n OPERATOR(pg_catalog.>) 0 THEN
@@ -1116,8 +1126,12 @@ LANGUAGE plpgsql STABLE
 AS $$
 #variable_conflict use_variable
 DECLARE
-    t stuck_runs_tables;
+    t         stuck_runs_tables;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
+    IF lock_wait OPERATOR(pg_catalog.=) '0' THEN
+        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);  -- see recover_stuck_runs()
+    END IF;
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         BEGIN
             -- Reading runs no code of the table's owner (no casts: statuses and
@@ -1155,6 +1169,7 @@ BEGIN
                 USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
         END;
     END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_list(interval) IS

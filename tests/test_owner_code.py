@@ -429,3 +429,30 @@ def test_a_deferred_trigger_never_fires_as_the_committer(empty_db_url, drop_role
         else:
             assert recovered == {"builtin-stuck"} and calls == 0
             assert any("deferrable trigger" in n for n in notices), notices
+
+
+def test_a_locked_table_stalls_only_itself_and_briefly(empty_db_url, drop_roles):
+    """The owner (or a long migration) holds its table: the others are recovered in seconds."""
+    import time
+
+    h = make_hostile(empty_db_url, "SELECT 1")
+    drop_roles.append(h)
+    with open_conn(h.url) as holder, open_conn(h.url) as conn:
+        holder.execute("BEGIN")
+        holder.execute(f'SET LOCAL ROLE "{h.owner}"')
+        holder.execute("LOCK TABLE app.runs IN ACCESS EXCLUSIVE MODE")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        started = time.monotonic()
+        rows = conn.execute(
+            "SELECT table_name, run_id FROM stuck_runs.recover_stuck_runs('5 minutes')"
+        ).fetchall()
+        listed = conn.execute("SELECT run_id FROM stuck_runs.active_runs").fetchall()
+        took = time.monotonic() - started
+        holder.execute("ROLLBACK")
+        assert [r for _, r in rows] == ["builtin-stuck"]
+        assert listed == []
+        assert any("app.runs was not swept" in n and "lock timeout" in n for n in notices), notices
+        assert any("app.runs was not read" in n for n in notices), notices
+        assert took < 6, took
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
