@@ -352,7 +352,8 @@ def resume(
                     refused.append(exc.diag.message_primary or str(exc))
                     continue
                 assert run_row is not None
-                click.echo(output.json_line(run_row) if as_json else output.resumed_line(run_row))
+                record = output.resumed_record(run_row)
+                click.echo(output.json_line(record) if as_json else output.resumed_line(record))
         return refused, target
 
     refused, target = run(settings, work, deadline=connect_timeout + statement_timeout)
