@@ -107,7 +107,7 @@ def _recover_call(older_than: str | None) -> str:
     type=click.IntRange(min=1, max=2**31 - 1),
     envvar="STUCK_RUNS_LIMIT",
     metavar="N",
-    help="Recover at most N runs in this call (batching a huge backlog).",
+    help="Recover at most N runs in this call (batching a huge backlog). Env: STUCK_RUNS_LIMIT.",
 )
 @click.option(
     "--batch-size",
@@ -115,7 +115,8 @@ def _recover_call(older_than: str | None) -> str:
     envvar="STUCK_RUNS_BATCH_SIZE",
     metavar="N",
     help="Recover in transactions of at most N runs, so no lock is held for long "
-    "(for huge backlogs next to busy workers). Default: one transaction.",
+    "(for huge backlogs next to busy workers). Default: one transaction. "
+    "Env: STUCK_RUNS_BATCH_SIZE.",
 )
 @click.option(
     "--max-attempts",

@@ -200,9 +200,7 @@ def test_resume_json_names_the_run_run_id_like_recover_and_list(db_url, conn):
     """One name for one thing: a log pipeline reads `run_id` from every command's JSON."""
     insert_run(conn, "PROCESSING", idle="1 hour", completed=2, total=5, run_id="r1")
     insert_run(conn, "PENDING", idle="1 minute", run_id="l1")
-    recovered = CliRunner().invoke(
-        main, ["--database-url", db_url, "recover", "--json"]
-    )
+    recovered = CliRunner().invoke(main, ["--database-url", db_url, "recover", "--json"])
     assert recovered.exit_code == 0, recovered.stderr
     listed = CliRunner().invoke(main, ["--database-url", db_url, "list", "--json"])
     assert listed.exit_code == 0, listed.stderr
