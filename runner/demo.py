@@ -334,7 +334,9 @@ def _signals_as_exit() -> Iterator[None]:
     def end(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    saved = {sig: signal.signal(sig, end) for sig in _ENDING_SIGNALS}
+    # A signal the caller ignores (SIGHUP under nohup) stays ignored.
+    ending = [sig for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
+    saved = {sig: signal.signal(sig, end) for sig in ending}
     try:
         yield
     finally:
