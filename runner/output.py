@@ -65,10 +65,20 @@ def recovered_line(row: Mapping[str, Any]) -> str:
     )
 
 
+def resumed_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """resume_run()'s row under the names recover and list print: its `id` is `run_id`.
+
+    The SQL function keeps the table's own column name; one name for one thing
+    is the runner's job, so a log pipeline reads `run_id` from every command.
+    """
+    return {("run_id" if key == "id" else key): value for key, value in row.items()}
+
+
 def resumed_line(row: Mapping[str, Any]) -> str:
+    """A row of resumed_record(): the run, its status now and the progress it kept."""
     attempts = "" if row.get("attempts") is None else f", attempts: {row['attempts']}"
     return (
-        f"  - Run {_run_name(row, 'id')}: resumed {ARROW} {row['status']}, "
+        f"  - Run {_run_name(row)}: resumed {ARROW} {row['status']}, "
         f"{_progress(row)} kept{attempts}"
     )
 

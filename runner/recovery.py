@@ -107,7 +107,7 @@ def _recover_call(older_than: str | None) -> str:
     type=click.IntRange(min=1, max=2**31 - 1),
     envvar="STUCK_RUNS_LIMIT",
     metavar="N",
-    help="Recover at most N runs in this call (batching a huge backlog).",
+    help="Recover at most N runs in this call (batching a huge backlog). Env: STUCK_RUNS_LIMIT.",
 )
 @click.option(
     "--batch-size",
@@ -115,7 +115,8 @@ def _recover_call(older_than: str | None) -> str:
     envvar="STUCK_RUNS_BATCH_SIZE",
     metavar="N",
     help="Recover in transactions of at most N runs, so no lock is held for long "
-    "(for huge backlogs next to busy workers). Default: one transaction.",
+    "(for huge backlogs next to busy workers). Default: one transaction. "
+    "Env: STUCK_RUNS_BATCH_SIZE.",
 )
 @click.option(
     "--max-attempts",
@@ -352,7 +353,8 @@ def resume(
                     refused.append(exc.diag.message_primary or str(exc))
                     continue
                 assert run_row is not None
-                click.echo(output.json_line(run_row) if as_json else output.resumed_line(run_row))
+                record = output.resumed_record(run_row)
+                click.echo(output.json_line(record) if as_json else output.resumed_line(record))
         return refused, target
 
     refused, target = run(settings, work, deadline=connect_timeout + statement_timeout)

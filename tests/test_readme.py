@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -14,7 +15,10 @@ import pytest
 
 from runner.cli import main
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+from .helpers import insert_run, open_conn, with_query
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 COMMAND_NAMES = main.list_commands(click.Context(main))
 
 
@@ -72,3 +76,45 @@ def test_readme_command_lines_were_found():
 def test_readme_mentions_every_command():
     for name in COMMAND_NAMES:
         assert f"`{name}" in README or f"stuck-runs {name}" in README, name
+
+
+def readme_block_after(marker: str, language: str) -> str:
+    """The first ```language block after `marker` in the README, as printed."""
+    block = re.search(rf"```{language}\n(.*?)```", README.split(marker, 1)[1], re.S)
+    assert block, f"no {language} block after {marker!r}"
+    return block.group(1)
+
+
+def test_readme_python_listen_snippet_runs_with_a_prisma_url(db_url, tmp_path):
+    """The snippet as printed, with DATABASE_URL as Prisma has it (?schema=app&pgbouncer=...)."""
+    script = tmp_path / "listen.py"
+    script.write_text(readme_block_after("Listen from\nPython", "python"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DIRECT_URL")}
+    env["DATABASE_URL"] = with_query(db_url, schema="app", connection_limit="5")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    listener = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        with open_conn(db_url) as conn:
+            deadline = time.monotonic() + 20
+            while not conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query = 'LISTEN stuck_runs_recovered'"
+            ).fetchone()[0]:
+                assert listener.poll() is None, listener.communicate()[1]
+                assert time.monotonic() < deadline, "the snippet never listened"
+                time.sleep(0.1)
+            run_id = insert_run(conn, idle="1 hour")
+            conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
+        line = listener.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("1 run(s) recovered"), listener.stderr
+        assert run_id in line
+    finally:
+        listener.kill()
+        listener.communicate()

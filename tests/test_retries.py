@@ -194,3 +194,20 @@ def test_cli_resume_and_max_attempts(db_url, conn):
         result.stdout
     ).items()
     assert "1 failed" not in result.stderr and "0 failed, 1 requeued" in result.stderr
+
+
+def test_resume_json_names_the_run_run_id_like_recover_and_list(db_url, conn):
+    """One name for one thing: a log pipeline reads `run_id` from every command's JSON."""
+    insert_run(conn, "PROCESSING", idle="1 hour", completed=2, total=5, run_id="r1")
+    insert_run(conn, "PENDING", idle="1 minute", run_id="l1")
+    recovered = CliRunner().invoke(main, ["--database-url", db_url, "recover", "--json"])
+    assert recovered.exit_code == 0, recovered.stderr
+    listed = CliRunner().invoke(main, ["--database-url", db_url, "list", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    resumed = CliRunner().invoke(main, ["--database-url", db_url, "resume", "--json", "r1"])
+    assert resumed.exit_code == 0, resumed.stderr
+    rows = [json.loads(r.stdout) for r in (recovered, listed, resumed)]
+    assert [row["run_id"] for row in rows] == ["r1", "l1", "r1"]
+    assert all("id" not in row for row in rows)
+    assert {"table_name", "completed", "total", "status"} <= rows[2].keys()
+    assert (rows[2]["status"], rows[2]["completed"], rows[2]["total"]) == ("PENDING", 2, 5)

