@@ -41,6 +41,36 @@ END
 $adopter$;
 ALTER TABLE stuck_runs_tables ENABLE TRIGGER _stuck_runs_tables_check;
 
+CREATE OR REPLACE FUNCTION _stuck_runs_positive(threshold interval) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    -- Not just threshold > 0: intervals compare as if a month were 30 days and
+    -- a year 360, so '-1 year 361 days' is "positive" while now() minus it lies
+    -- days in the future, where it would make every active run stuck. Every
+    -- part (months, days, time) must be >= 0, and one of them > 0.
+    SELECT threshold OPERATOR(pg_catalog.>) interval '0'
+           AND pg_catalog.date_part('year', threshold) OPERATOR(pg_catalog.>=) 0
+           AND pg_catalog.date_part('month', threshold) OPERATOR(pg_catalog.>=) 0
+           AND pg_catalog.date_part('day', threshold) OPERATOR(pg_catalog.>=) 0
+           AND threshold OPERATOR(pg_catalog.-) pg_catalog.date_trunc('day', threshold)
+               OPERATOR(pg_catalog.>=) interval '0'
+$$;
+COMMENT ON FUNCTION _stuck_runs_positive(interval) IS
+    'Whether a threshold lies in the past whatever the calendar: every part of it (months, days, time) at least zero, and the whole more than zero.';
+
+-- A threshold such as '-1 year 361 days' passed the old check and made every
+-- active run stuck: such a setting goes back to the default, loudly.
+DO $threshold$
+BEGIN
+    IF EXISTS (SELECT FROM stuck_runs_settings AS s WHERE NOT _stuck_runs_positive(s.older_than)) THEN
+        RAISE WARNING 'stuck-runs: the threshold in stuck_runs_settings lies in the future on some calendar days; it is reset to 5 minutes';
+        UPDATE stuck_runs_settings SET older_than = interval '5 minutes';
+    END IF;
+END
+$threshold$;
+ALTER TABLE stuck_runs_settings
+    ADD CONSTRAINT stuck_runs_settings_older_than_parts CHECK (_stuck_runs_positive(older_than));
+
 CREATE OR REPLACE FUNCTION _stuck_runs_schema() RETURNS text
 LANGUAGE sql STABLE
 AS $$
@@ -428,7 +458,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind OPERATOR(pg_catalog.=) 'p') THEN
         RAISE EXCEPTION 'adopt_runs_table: % is a partitioned table, which stuck-runs does not cover yet', table_name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Adopt each partition instead: they are tables of their own.';
+                  HINT = 'Adopt each partition instead: they are tables of their own (unless the table is partitioned by its status).';
     END IF;
     IF NOT _stuck_runs_may_adopt(table_name) THEN
         RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
@@ -487,7 +517,36 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    SELECT a.atttypmod - 4 INTO max_len
+    -- A status column too narrow for a status recovery writes: every sweep of
+    -- such a table would fail, so it is refused now.
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) status_column
+      AND a.atttypmod OPERATOR(pg_catalog.>) 0
+      AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['varchar'::regtype, 'bpchar'::regtype]);
+    SELECT v INTO wanted FROM pg_catalog.unnest(active_statuses OPERATOR(pg_catalog.||) failed_status) AS v
+    WHERE pg_catalog.char_length(v) OPERATOR(pg_catalog.>) max_len LIMIT 1;
+    IF wanted IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as status_column) holds at most % characters; status "%" does not fit', status_column, max_len, wanted
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A partition whose partition key includes the status: moving a run to its
+    -- failed status moves it out of the partition, which an UPDATE of the
+    -- partition itself refuses.
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_partitioned_table AS p ON p.partrelid OPERATOR(pg_catalog.=) i.inhparent
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.inhparent
+             AND a.attnum OPERATOR(pg_catalog.=) ANY (p.partattrs::pg_catalog.int2[])
+        WHERE i.inhrelid OPERATOR(pg_catalog.=) table_name
+          AND a.attname OPERATOR(pg_catalog.=) status_column
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is a partition by its status column "%": recovery would move its runs out of it', table_name, status_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'stuck-runs does not cover tables partitioned by status yet.';
+    END IF;
+
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
     FROM pg_attribute AS a
     WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) error_column AND a.atttypmod OPERATOR(pg_catalog.>) 0;
     IF max_len OPERATOR(pg_catalog.<) 255 THEN
@@ -978,6 +1037,32 @@ CREATE OR REPLACE VIEW _stuck_runs_covered AS
 COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_warn_uncovered(covered integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    -- Where psql, pg_cron and an app's own query look: a registered table the
+    -- call could not cover is a WARNING there too, not only in the runner.
+    -- The registry is a handful of rows; the reasons are only worked out when
+    -- the counts differ.
+    IF (SELECT pg_catalog.count(*) FROM stuck_runs_tables) OPERATOR(pg_catalog.>) covered THEN
+        FOR problem IN
+            SELECT _stuck_runs_mapping_problem(s) FROM stuck_runs_tables AS s
+            WHERE NOT EXISTS (SELECT FROM _stuck_runs_covered AS c
+                              WHERE c.table_name OPERATOR(pg_catalog.=) s.table_name)
+            ORDER BY s.table_name::text
+        LOOP
+            CONTINUE WHEN problem IS NULL;
+            RAISE WARNING 'stuck-runs: %', problem;
+        END LOOP;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_warn_uncovered(integer) IS
+    'Raises one WARNING per registered table that recovery and the views no longer cover (dropped, re-created, a mapped column gone, an adopter that may no longer adopt it), given how many they did cover.';
+
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
     older_than   interval DEFAULT _stuck_runs_threshold(),
     max_runs     integer  DEFAULT NULL,
@@ -996,8 +1081,9 @@ DECLARE
     requeued  integer;
     payload   text;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
 BEGIN
-    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<=) interval '0' THEN
+    IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
             coalesce(older_than::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -1030,6 +1116,7 @@ BEGIN
     -- range, an owner this role may not act as) is rolled back alone and
     -- reported; the other tables are still recovered.
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        covered := covered OPERATOR(pg_catalog.+) 1;
         EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
@@ -1066,6 +1153,9 @@ BEGIN
     END LOOP;
 
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    IF max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs THEN
+        PERFORM _stuck_runs_warn_uncovered(covered);
+    END IF;
 
     n := pg_catalog.cardinality(runs);
     IF n OPERATOR(pg_catalog.>) 0 THEN
@@ -1100,7 +1190,7 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     -- pg_cron runs the job with the default search_path, so it names the schema.
-    IF older_than IS NOT NULL AND older_than::interval OPERATOR(pg_catalog.<=) interval '0' THEN
+    IF older_than IS NOT NULL AND NOT _stuck_runs_positive(older_than::interval) THEN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1128,11 +1218,13 @@ AS $$
 DECLARE
     t         stuck_runs_tables;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
 BEGIN
     IF lock_wait OPERATOR(pg_catalog.=) '0' THEN
         PERFORM pg_catalog.set_config('lock_timeout', '2s', true);  -- see recover_stuck_runs()
     END IF;
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        covered := covered OPERATOR(pg_catalog.+) 1;
         BEGIN
             -- Reading runs no code of the table's owner (no casts: statuses and
             -- ids print through their types' output functions), except policies
@@ -1170,6 +1262,7 @@ BEGIN
         END;
     END LOOP;
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    PERFORM _stuck_runs_warn_uncovered(covered);
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_list(interval) IS

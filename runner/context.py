@@ -103,6 +103,12 @@ def note(message: str) -> None:
 
 
 def warn(message: str) -> None:
+    """One line per distinct warning: the SQL and the runner may both report a lost table."""
+    ctx = click.get_current_context(silent=True)
+    seen: set[str] = ctx.find_root().meta.setdefault("stuck_runs.warned", set()) if ctx else set()
+    if message in seen:
+        return
+    seen.add(message)
     click.echo(f"stuck-runs: warning: {message}", err=True)
 
 

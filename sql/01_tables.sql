@@ -4,10 +4,28 @@
 -- connection's search_path selects (current_schema()): stuck-runs' own schema,
 -- `stuck_runs` unless the runner is given --schema.
 
+CREATE OR REPLACE FUNCTION _stuck_runs_positive(threshold interval) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    -- Not just threshold > 0: intervals compare as if a month were 30 days and
+    -- a year 360, so '-1 year 361 days' is "positive" while now() minus it lies
+    -- days in the future, where it would make every active run stuck. Every
+    -- part (months, days, time) must be >= 0, and one of them > 0.
+    SELECT threshold OPERATOR(pg_catalog.>) interval '0'
+           AND pg_catalog.date_part('year', threshold) OPERATOR(pg_catalog.>=) 0
+           AND pg_catalog.date_part('month', threshold) OPERATOR(pg_catalog.>=) 0
+           AND pg_catalog.date_part('day', threshold) OPERATOR(pg_catalog.>=) 0
+           AND threshold OPERATOR(pg_catalog.-) pg_catalog.date_trunc('day', threshold)
+               OPERATOR(pg_catalog.>=) interval '0'
+$$;
+COMMENT ON FUNCTION _stuck_runs_positive(interval) IS
+    'Whether a threshold lies in the past whatever the calendar: every part of it (months, days, time) at least zero, and the whole more than zero.';
+
 CREATE TABLE IF NOT EXISTS stuck_runs_settings (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     older_than interval NOT NULL DEFAULT interval '5 minutes'
-               CHECK (older_than > interval '0')
+               CHECK (older_than > interval '0'),
+    CONSTRAINT stuck_runs_settings_older_than_parts CHECK (_stuck_runs_positive(older_than))
 );
 COMMENT ON TABLE stuck_runs_settings IS
     'One row per database. older_than is the default threshold of recover_stuck_runs() and of the stuck_runs view; change it with UPDATE stuck_runs_settings SET older_than = ''15 minutes''.';

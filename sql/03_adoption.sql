@@ -181,7 +181,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind OPERATOR(pg_catalog.=) 'p') THEN
         RAISE EXCEPTION 'adopt_runs_table: % is a partitioned table, which stuck-runs does not cover yet', table_name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Adopt each partition instead: they are tables of their own.';
+                  HINT = 'Adopt each partition instead: they are tables of their own (unless the table is partitioned by its status).';
     END IF;
     IF NOT _stuck_runs_may_adopt(table_name) THEN
         RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
@@ -240,7 +240,36 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    SELECT a.atttypmod - 4 INTO max_len
+    -- A status column too narrow for a status recovery writes: every sweep of
+    -- such a table would fail, so it is refused now.
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) status_column
+      AND a.atttypmod OPERATOR(pg_catalog.>) 0
+      AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['varchar'::regtype, 'bpchar'::regtype]);
+    SELECT v INTO wanted FROM pg_catalog.unnest(active_statuses OPERATOR(pg_catalog.||) failed_status) AS v
+    WHERE pg_catalog.char_length(v) OPERATOR(pg_catalog.>) max_len LIMIT 1;
+    IF wanted IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as status_column) holds at most % characters; status "%" does not fit', status_column, max_len, wanted
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A partition whose partition key includes the status: moving a run to its
+    -- failed status moves it out of the partition, which an UPDATE of the
+    -- partition itself refuses.
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_partitioned_table AS p ON p.partrelid OPERATOR(pg_catalog.=) i.inhparent
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.inhparent
+             AND a.attnum OPERATOR(pg_catalog.=) ANY (p.partattrs::pg_catalog.int2[])
+        WHERE i.inhrelid OPERATOR(pg_catalog.=) table_name
+          AND a.attname OPERATOR(pg_catalog.=) status_column
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is a partition by its status column "%": recovery would move its runs out of it', table_name, status_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'stuck-runs does not cover tables partitioned by status yet.';
+    END IF;
+
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
     FROM pg_attribute AS a
     WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) error_column AND a.atttypmod OPERATOR(pg_catalog.>) 0;
     IF max_len OPERATOR(pg_catalog.<) 255 THEN

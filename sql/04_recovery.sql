@@ -224,6 +224,32 @@ CREATE OR REPLACE VIEW _stuck_runs_covered AS
 COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_warn_uncovered(covered integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    -- Where psql, pg_cron and an app's own query look: a registered table the
+    -- call could not cover is a WARNING there too, not only in the runner.
+    -- The registry is a handful of rows; the reasons are only worked out when
+    -- the counts differ.
+    IF (SELECT pg_catalog.count(*) FROM stuck_runs_tables) OPERATOR(pg_catalog.>) covered THEN
+        FOR problem IN
+            SELECT _stuck_runs_mapping_problem(s) FROM stuck_runs_tables AS s
+            WHERE NOT EXISTS (SELECT FROM _stuck_runs_covered AS c
+                              WHERE c.table_name OPERATOR(pg_catalog.=) s.table_name)
+            ORDER BY s.table_name::text
+        LOOP
+            CONTINUE WHEN problem IS NULL;
+            RAISE WARNING 'stuck-runs: %', problem;
+        END LOOP;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_warn_uncovered(integer) IS
+    'Raises one WARNING per registered table that recovery and the views no longer cover (dropped, re-created, a mapped column gone, an adopter that may no longer adopt it), given how many they did cover.';
+
 CREATE OR REPLACE FUNCTION recover_stuck_runs(
     older_than   interval DEFAULT _stuck_runs_threshold(),
     max_runs     integer  DEFAULT NULL,
@@ -242,8 +268,9 @@ DECLARE
     requeued  integer;
     payload   text;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
 BEGIN
-    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<=) interval '0' THEN
+    IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
             coalesce(older_than::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -276,6 +303,7 @@ BEGIN
     -- range, an owner this role may not act as) is rolled back alone and
     -- reported; the other tables are still recovered.
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        covered := covered OPERATOR(pg_catalog.+) 1;
         EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
@@ -312,6 +340,9 @@ BEGIN
     END LOOP;
 
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    IF max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs THEN
+        PERFORM _stuck_runs_warn_uncovered(covered);
+    END IF;
 
     n := pg_catalog.cardinality(runs);
     IF n OPERATOR(pg_catalog.>) 0 THEN
@@ -346,7 +377,7 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     -- pg_cron runs the job with the default search_path, so it names the schema.
-    IF older_than IS NOT NULL AND older_than::interval OPERATOR(pg_catalog.<=) interval '0' THEN
+    IF older_than IS NOT NULL AND NOT _stuck_runs_positive(older_than::interval) THEN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -374,11 +405,13 @@ AS $$
 DECLARE
     t         stuck_runs_tables;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
 BEGIN
     IF lock_wait OPERATOR(pg_catalog.=) '0' THEN
         PERFORM pg_catalog.set_config('lock_timeout', '2s', true);  -- see recover_stuck_runs()
     END IF;
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        covered := covered OPERATOR(pg_catalog.+) 1;
         BEGIN
             -- Reading runs no code of the table's owner (no casts: statuses and
             -- ids print through their types' output functions), except policies
@@ -416,6 +449,7 @@ BEGIN
         END;
     END LOOP;
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    PERFORM _stuck_runs_warn_uncovered(covered);
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_list(interval) IS
