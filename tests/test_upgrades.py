@@ -1,0 +1,230 @@
+"""Every layout stuck-runs ever shipped, upgraded and moved in every order a user may run it.
+
+Issue 19: relocating a 0.1 install moved a fixed list of names and left 0003's
+helpers, the roles table and the covered view behind, which broke recovery for
+good; and an application's own function named recover_stuck_runs was taken for
+an install. Released layouts: migrations 0001, or 0001 and 0002, in the
+application's schema (public, or Prisma's ?schema=), as 0.1 installed them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from runner.connection import parse_database_url
+from runner.migrations import read_history, yoyo_backend
+
+from .helpers import run_cli, with_query
+
+RELEASES = {"0.1 (0001)": ("0001_core",), "0.1 (0001+0002)": ("0001_core", "0002_retries")}
+# The application's table, as its ORM made it, beside 0.1's install.
+JOBS_DDL = (
+    "CREATE TABLE {schema}.jobs (id text PRIMARY KEY, state text NOT NULL,"
+    ' "createdAt" timestamp(3) NOT NULL, "updatedAt" timestamp(3) NOT NULL,'
+    ' "finishedAt" timestamp(3), "lastError" text, tries integer NOT NULL DEFAULT 0)'
+)
+# The application's own objects in its schema, some named like ours: none may move.
+APP_OBJECTS = (
+    "CREATE FUNCTION {schema}.stuck_runs_app_report() RETURNS integer LANGUAGE sql AS 'SELECT 1';"
+    "CREATE FUNCTION {schema}.recover_stuck_runs(job text) RETURNS text LANGUAGE sql"
+    " AS 'SELECT job';"
+    "CREATE TYPE {schema}.job_kind AS ENUM ('a', 'b');"
+    "CREATE VIEW {schema}.stuck_runs_app_view AS SELECT 1 AS one;"
+)
+
+
+def conn_to(url: str, search_path: str) -> psycopg.Connection:
+    conn = psycopg.connect(parse_database_url(url).conninfo, autocommit=True)
+    conn.execute("SELECT set_config('search_path', %s, false)", (search_path,))
+    return conn
+
+
+def build_release(url: str, schema: str, migration_ids: tuple[str, ...]) -> None:
+    """A database as 0.1's runner left it: these migrations, applied in the app's schema."""
+    with conn_to(url, "public") as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    target = parse_database_url(url).in_schema(schema)
+    with yoyo_backend(target) as backend:
+        old = read_history().filter(lambda m: m.id in migration_ids)
+        backend.apply_migrations(backend.to_apply(old))
+
+
+def fill(url: str, schema: str) -> dict:
+    """Data in the audit, settings and registry, and the app's own objects, as 0.1 saw them."""
+    with conn_to(url, schema) as conn:
+        conn.execute("UPDATE stuck_runs_settings SET older_than = '10 minutes'")
+        conn.execute(JOBS_DDL.format(schema=schema))
+        ours = functions_in(conn, schema)
+        conn.execute(APP_OBJECTS.format(schema=schema))
+        app_functions = functions_in(conn, schema) - ours
+        assert len(app_functions) == 2
+        conn.execute(
+            "SELECT adopt_runs_table('jobs', status_column => 'state',"
+            " created_at_column => 'createdAt', updated_at_column => 'updatedAt',"
+            " completed_at_column => 'finishedAt', error_column => 'lastError',"
+            " completed_column => NULL, total_column => NULL, attempts_column => 'tries',"
+            " active_statuses => '{QUEUED,RUNNING}', failed_status => 'DEAD')"
+        )
+        conn.execute(
+            "INSERT INTO qualification_runs (id, status, created_at, updated_at) VALUES"
+            " ('before-upgrade', 'PROCESSING', now() - interval '1 hour', now() - interval '1 hour')"
+        )
+        conn.execute("SELECT * FROM recover_stuck_runs()")
+        conn.execute(
+            "INSERT INTO qualification_runs (id, status, created_at, updated_at) VALUES"
+            " ('builtin-stuck', 'PROCESSING', now() - interval '1 hour', now() - interval '1 hour'),"
+            " ('builtin-alive', 'PROCESSING', now() - interval '1 hour', now())"
+        )
+        conn.execute(
+            'INSERT INTO jobs (id, state, "createdAt", "updatedAt") VALUES'
+            " ('job-stuck', 'RUNNING', (now() - interval '1 hour') AT TIME ZONE 'UTC',"
+            "  (now() - interval '1 hour') AT TIME ZONE 'UTC'),"
+            " ('job-alive', 'QUEUED', (now() - interval '1 hour') AT TIME ZONE 'UTC',"
+            "  now() AT TIME ZONE 'UTC')"
+        )
+        return {
+            "audit": conn.execute(
+                "SELECT run_id, previous_status, recovered_at FROM run_recoveries ORDER BY id"
+            ).fetchall(),
+            "app_functions": app_functions,
+        }
+
+
+def functions_in(conn: psycopg.Connection, schema: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'"
+        " FROM pg_proc AS p"
+        " JOIN pg_namespace AS n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+        (schema,),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def relations_in(conn: psycopg.Connection, schema: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname::text FROM pg_class AS c JOIN pg_namespace AS n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'c', 'S')",
+        (schema,),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def signatures(url: str, schema: str) -> set[str]:
+    """Functions of stuck-runs' schema, as a session whose path is that schema prints them."""
+    with conn_to(url, schema) as conn:
+        return functions_in(conn, schema)
+
+
+@pytest.mark.parametrize("order", ["migrate, then migrate --relocate", "migrate --relocate"])
+@pytest.mark.parametrize("app_schema", ["public", "app"])
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_an_old_install_moves_whole_with_its_data(release, app_schema, order, empty_db_url, db_url):
+    ids = RELEASES[release]
+    url = empty_db_url if app_schema == "public" else with_query(empty_db_url, schema=app_schema)
+    build_release(url, app_schema, ids)
+    before = fill(url, app_schema)
+
+    if order == "migrate, then migrate --relocate":
+        upgraded = run_cli("--database-url", url, "migrate")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "stuck-runs migrate --relocate" in upgraded.stderr
+    moved = run_cli("--database-url", url, "migrate", "--relocate")
+    assert moved.returncode == 0, moved.stderr
+
+    with conn_to(url, "public") as conn:
+        # Nothing of stuck-runs is left in the app's schema but the table the
+        # app writes to by name; every object of the app's own stayed.
+        assert functions_in(conn, app_schema) == before["app_functions"]
+        assert relations_in(conn, app_schema) == {
+            "qualification_runs",
+            "jobs",
+            "stuck_runs_app_view",
+        }
+        assert conn.execute(f"SELECT to_regtype('{app_schema}.job_kind')").fetchone()[0]
+        # The same functions as a fresh install, each pinned to its new schema.
+        assert signatures(url, "stuck_runs") == signatures(db_url, "stuck_runs")
+        assert relations_in(conn, "stuck_runs") == relations_in(
+            conn_to(db_url, "public"), "stuck_runs"
+        ) - {"qualification_runs"}
+        config = conn.execute(
+            "SELECT DISTINCT proconfig::text FROM pg_proc"
+            " WHERE pronamespace = 'stuck_runs'::regnamespace"
+        ).fetchall()
+        assert config == [('{"search_path=pg_catalog, stuck_runs, pg_temp"}',)]
+        # Audit, settings, registry and history: all there.
+        assert (
+            conn.execute(
+                "SELECT run_id, previous_status, recovered_at FROM stuck_runs.run_recoveries"
+                " ORDER BY id"
+            ).fetchall()
+            == before["audit"]
+        )
+        assert before["audit"][0][0] == "before-upgrade"
+        threshold = conn.execute("SELECT older_than FROM stuck_runs.stuck_runs_settings")
+        assert threshold.fetchall() == [(timedelta(minutes=10),)]
+        registry = conn.execute(
+            "SELECT table_name::text, status_column, attempts_column, active_statuses,"
+            " failed_status, managed FROM stuck_runs.stuck_runs_tables ORDER BY 1"
+        ).fetchall()
+        prefix = "" if app_schema == "public" else f"{app_schema}."
+        assert registry == [
+            (f"{prefix}jobs", "state", "tries", ["QUEUED", "RUNNING"], "DEAD", False),
+            (
+                f"{prefix}qualification_runs",
+                "status",
+                "attempts",  # 0002 upgraded it in place, in either order
+                ["PENDING", "PROCESSING"],
+                "FAILED",
+                True,
+            ),
+        ]
+        history = conn.execute("SELECT migration_id FROM stuck_runs._yoyo_migration ORDER BY 1")
+        assert [row[0] for row in history] == [m.id for m in read_history()]
+
+    # Recovery works from the runner, and from SQL.
+    recovered = run_cli("--database-url", url, "recover", "--json")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "warning" not in recovered.stderr and "relocate" not in recovered.stderr
+    rows = sorted(
+        (row["run_id"], row["status"]) for row in map(json.loads, recovered.stdout.splitlines())
+    )
+    assert rows == [("builtin-stuck", "FAILED"), ("job-stuck", "DEAD")]
+    with conn_to(url, "public") as conn:
+        conn.execute(
+            f"UPDATE {app_schema}.qualification_runs SET updated_at = now() - interval '1 hour'"
+            " WHERE id = 'builtin-alive'"
+        )
+        again = conn.execute("SELECT run_id FROM stuck_runs.recover_stuck_runs()").fetchall()
+        assert again == [("builtin-alive",)]
+    # And migrate keeps working: nothing to apply, nothing to move.
+    remigrated = run_cli("--database-url", url, "migrate")
+    assert remigrated.returncode == 0, remigrated.stderr
+    assert "nothing to apply" in remigrated.stderr and "relocate" not in remigrated.stderr
+
+
+def test_an_apps_own_recover_stuck_runs_is_not_an_install(empty_db_url):
+    with conn_to(empty_db_url, "public") as conn:
+        conn.execute(
+            "CREATE FUNCTION public.recover_stuck_runs() RETURNS text LANGUAGE sql"
+            " AS 'SELECT ''the app''''s own'''"
+        )
+    installed = run_cli("--database-url", empty_db_url, "migrate")
+    assert installed.returncode == 0, installed.stderr
+    assert "relocate" not in installed.stderr
+    assert "(schema stuck_runs)" in installed.stderr
+    with conn_to(empty_db_url, "public") as conn:
+        # Nothing of ours landed beside it, and the app's own calls still resolve.
+        assert functions_in(conn, "public") == {"recover_stuck_runs()"}
+        assert relations_in(conn, "public") == set()
+        assert conn.execute("SELECT recover_stuck_runs()").fetchone() == ("the app's own",)
+        assert conn.execute("SELECT to_regclass('stuck_runs.stuck_runs_settings')").fetchone()[0]
+    listed = run_cli("--database-url", empty_db_url, "recover", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "relocate" not in listed.stderr
+    refused = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
+    assert refused.returncode == 1
+    assert "there is no stuck-runs installation in schema 'public' to move" in refused.stderr
