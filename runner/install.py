@@ -12,7 +12,15 @@ import sys
 import click
 
 from .connection import OperationalError, Target, connect, pinned
-from .context import Settings, locate, note, print_notices, run, timeout_options, warn
+from .context import (
+    Settings,
+    locate,
+    note,
+    print_notices,
+    run,
+    timeout_options,
+    warn,
+)
 from .registry import (
     adopt_command,
     build_missing_indexes,
@@ -20,6 +28,7 @@ from .registry import (
     column_options,
     creating,
     ensure_adopted,
+    plan_adoption,
     propose,
     resolve,
     roles,
@@ -171,11 +180,13 @@ def _check_writers(conn, target: Target) -> None:
 
 
 def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
-    """Adopt with the proposed mapping plus --column, or say which command would."""
+    """Adopt with --column and --time-zone over what the table's entry holds (else the
+    proposal), or say which command would. What it is not told, it keeps."""
     name = resolve(conn, target, table)
     known = roles(conn)
     check_roles(columns, known)
-    mapping = {**propose(conn, name, known), **columns}
+    plan = plan_adoption(conn, name, known, columns, {"time_zone": time_zone})
+    mapping = plan.mapping
     missing = [role for role, row in known.items() if row.required and not mapping.get(role)]
     if missing:
         click.echo(
@@ -187,6 +198,5 @@ def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | Non
         line = adopt_command(table, {**mapping, **placeholders}, known, migrate=True)
         click.echo(f"  {line}", err=True)
         sys.exit(1)
-    columns_by_parameter = {known[role].parameter: column for role, column in mapping.items()}
-    if ensure_adopted(conn, name, columns_by_parameter, None, None, time_zone):
+    if ensure_adopted(conn, name, plan):
         note(f"adopted {name}: recovery covers it")
