@@ -7,12 +7,15 @@ dropped and re-created its table (prisma migrate reset).
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
+import psycopg
 
 from .connection import OperationalError, Target, connect, pinned
 from .context import (
+    BadOptionValue,
     Settings,
     locate,
     note,
@@ -182,7 +185,16 @@ def _check_writers(conn, target: Target) -> None:
 def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
     """Adopt with --column and --time-zone over what the table's entry holds (else the
     proposal), or say which command would. What it is not told, it keeps."""
-    name = resolve(conn, target, table)
+    try:
+        name = resolve(conn, target, table)
+    except BadOptionValue:
+        moved = _moved(conn, target, table)
+        if moved is None:
+            raise
+        # The application re-mapped its table (Prisma's @@map): the start-up
+        # line names the old name, and must not keep the app from starting.
+        warn(moved)
+        return
     known = roles(conn)
     check_roles(columns, known)
     plan = plan_adoption(conn, name, known, columns, {"time_zone": time_zone})
@@ -200,3 +212,67 @@ def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | Non
         sys.exit(1)
     if ensure_adopted(conn, name, plan):
         note(f"adopted {name}: recovery covers it")
+
+
+# What became of a table the registry knew under this name: renamed (its entry's
+# oid lives on under another name), or dropped, with the one unadopted table of
+# its schema that has every required column the entry mapped (Prisma's @@map
+# change drops the table and creates it under the new name).
+_MOVED = """
+WITH wanted AS (
+    SELECT CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN %(app)s ELSE p.parts[1] END AS nsp,
+           p.parts[pg_catalog.cardinality(p.parts)] AS rel
+    FROM (SELECT pg_catalog.parse_ident(%(name)s) AS parts) AS p
+    WHERE pg_catalog.cardinality(p.parts) IN (1, 2)
+)
+SELECT t.schema_name,
+       (SELECT CASE WHEN c.relnamespace::regnamespace::text = pg_catalog.quote_ident(t.schema_name)
+                    THEN pg_catalog.quote_ident(c.relname) ELSE c.oid::regclass::text END
+        FROM pg_catalog.pg_class AS c WHERE c.oid = t.table_name) AS renamed,
+       (SELECT pg_catalog.array_agg(pg_catalog.quote_ident(c.relname) ORDER BY c.relname)
+        FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname = t.schema_name AND c.relkind IN ('r', 'p')
+          AND NOT EXISTS (SELECT FROM stuck_runs_tables AS u WHERE u.table_name = c.oid)
+          AND NOT EXISTS (
+              SELECT FROM stuck_runs_roles AS r
+              WHERE r.required AND NOT EXISTS (
+                  SELECT FROM pg_catalog.pg_attribute AS a
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                    AND a.attname = pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) r.parameter)))
+         AS candidates
+FROM stuck_runs_tables AS t
+JOIN wanted AS w ON (t.schema_name, t.relation_name) = (w.nsp, w.rel)
+"""
+
+
+def _moved(conn, target: Target, table: str) -> str | None:
+    """One line on a table `migrate --adopt` names that is gone but was adopted; else None.
+
+    None (no evidence it was ever adopted: a typo) keeps the usage error.
+    """
+    try:
+        row = conn.execute(_MOVED, {"app": target.app_schema, "name": table}).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None:
+        return None
+    schema, renamed, candidates = row
+    if renamed is not None:
+        return (
+            f"{table} was renamed to {renamed} and recovery still covers it; put the new name "
+            f"in the start-up line: {shlex.join(['stuck-runs', 'migrate', '--adopt', renamed])}"
+        )
+    start = f"there is no table {table!r} in schema {schema!r} any more, and it was adopted"
+    if candidates and len(candidates) == 1:
+        line = shlex.join(["stuck-runs", "migrate", "--adopt", candidates[0]])
+        return (
+            f"{start}: if the application renamed it (e.g. Prisma's @@map) to "
+            f"{candidates[0]}, which recovery does not cover yet, put its new name in the "
+            f"start-up line: {line}"
+        )
+    return (
+        f"{start}; recovery no longer covers it: if the application renamed it (e.g. "
+        "Prisma's @@map), put its new name in the start-up line: "
+        "stuck-runs migrate --adopt NEW_NAME"
+    )

@@ -111,3 +111,64 @@ def test_the_start_up_line_keeps_what_an_earlier_adoption_set(empty_db_url):
     restored = run_cli(*line)
     assert restored.returncode == 0 and "adopted app.jobs" in restored.stderr, restored.stderr
     assert entry(url) == {**adopted, "time_zone": "Europe/Paris", "error_column": None}
+
+
+def test_a_renamed_table_keeps_the_start_up_line_green_and_says_the_new_line(empty_db_url):
+    url = with_query(empty_db_url, schema="app")
+    with open_conn(url) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(JOBS_DDL.format(name="qualification_runs"))
+    line = ("--database-url", url, "migrate", "--adopt", "qualification_runs")
+    assert run_cli(*line).returncode == 0
+
+    # @@map("runs") with a migration that renames the table: still covered.
+    with open_conn(url) as conn:
+        conn.execute("ALTER TABLE app.qualification_runs RENAME TO runs")
+    renamed = run_cli(*line)
+    assert renamed.returncode == 0, renamed.stderr
+    warnings = [text for text in renamed.stderr.splitlines() if "warning" in text]
+    assert warnings == [
+        "stuck-runs: warning: qualification_runs was renamed to runs and recovery still covers "
+        "it; put the new name in the start-up line: stuck-runs migrate --adopt runs"
+    ]
+    with open_conn(url) as conn:
+        conn.execute(
+            'INSERT INTO app.runs (id, status, "createdAt", "updatedAt") VALUES'
+            " ('stuck', 'PROCESSING', now() - interval '1 day', now() - interval '1 hour')"
+        )
+    recovered = run_cli("--database-url", url, "recover", "--json")
+    assert recovered.returncode == 0, recovered.stderr
+    assert json.loads(recovered.stdout)["table_name"] == "app.runs"
+    assert run_cli("--database-url", url, "migrate", "--adopt", "runs").returncode == 0
+
+
+def test_a_remapped_table_keeps_the_start_up_line_green_and_names_the_new_table(empty_db_url):
+    url = with_query(empty_db_url, schema="app")
+    with open_conn(url) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(JOBS_DDL.format(name="qualification_runs"))
+        conn.execute("CREATE TABLE app.users (id text PRIMARY KEY, status text)")
+    line = ("--database-url", url, "migrate", "--adopt", "qualification_runs")
+    assert run_cli(*line).returncode == 0
+
+    # What Prisma's own migration does for @@map("runs"): drop, create anew.
+    with open_conn(url) as conn:
+        conn.execute("DROP TABLE app.qualification_runs")
+        conn.execute(JOBS_DDL.format(name="runs"))
+    remapped = run_cli(*line)
+    assert remapped.returncode == 0, remapped.stderr
+    warnings = [text for text in remapped.stderr.splitlines() if "warning" in text]
+    assert len(warnings) == 1
+    assert "there is no table 'qualification_runs' in schema 'app' any more" in warnings[0]
+    assert warnings[0].endswith(
+        "put its new name in the start-up line: stuck-runs migrate --adopt runs"
+    )
+
+    # The line it printed covers the table.
+    followed = run_cli("--database-url", url, "migrate", "--adopt", "runs")
+    assert followed.returncode == 0 and "adopted app.runs" in followed.stderr, followed.stderr
+
+    # A name that never was adopted stays a usage error: a typo, said as such.
+    typo = run_cli("--database-url", url, "migrate", "--adopt", "qualifcation_runs")
+    assert typo.returncode == 2
+    assert "there is no table 'qualifcation_runs' in schema 'app'" in typo.stderr
