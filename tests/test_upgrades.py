@@ -228,3 +228,42 @@ def test_an_apps_own_recover_stuck_runs_is_not_an_install(empty_db_url):
     refused = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
     assert refused.returncode == 1
     assert "there is no stuck-runs installation in schema 'public' to move" in refused.stderr
+
+
+def test_relocation_into_a_quoted_schema_keeps_the_roles_that_used_it(empty_db_url):
+    schema = 'Stuck "Runs"'
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    role = f"worker_{empty_db_url.rsplit('_', 1)[-1].split('?')[0]}"
+    with conn_to(empty_db_url, "public") as conn:
+        conn.execute(f"CREATE ROLE {role}")
+        conn.execute(f"GRANT SELECT ON public.run_recoveries TO {role}")
+    try:
+        moved = run_cli("--database-url", empty_db_url, "--schema", schema, "migrate", "--relocate")
+        assert moved.returncode == 0, moved.stderr
+        with conn_to(empty_db_url, "public") as conn:
+            target = conn.execute("SELECT quote_ident(%s)", (schema,)).fetchone()[0]
+            config = conn.execute(
+                "SELECT DISTINCT proconfig::text FROM pg_proc AS p JOIN pg_namespace AS n"
+                " ON n.oid = p.pronamespace WHERE n.nspname = %s",
+                (schema,),
+            ).fetchall()
+            assert config == [
+                ("{" + json.dumps(f"search_path=pg_catalog, {target}, pg_temp") + "}",)
+            ]
+            # The role reads the audit where it now is.
+            assert conn.execute(
+                "SELECT has_schema_privilege(%s, %s, 'USAGE'),"
+                " has_table_privilege(%s, format('%%I.run_recoveries', %s::text), 'SELECT')",
+                (role, schema, role, schema),
+            ).fetchone() == (True, True)
+            conn.execute(
+                "INSERT INTO public.qualification_runs (id, status, updated_at)"
+                " VALUES ('stuck', 'PROCESSING', now() - interval '1 hour')"
+            )
+        recovered = run_cli("--database-url", empty_db_url, "--schema", schema, "recover", "--json")
+        assert recovered.returncode == 0, recovered.stderr
+        assert json.loads(recovered.stdout)["run_id"] == "stuck"
+    finally:
+        with conn_to(empty_db_url, "public") as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
