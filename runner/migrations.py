@@ -104,6 +104,7 @@ def apply_migrations(
     lock_timeout: float,
     on_apply: Callable[[str], None] = lambda _id: None,
     relocate_from: str | None = None,
+    on_move: Callable[[str, list[str]], None] = lambda _source, _moved: None,
 ) -> list[str]:
     """Apply every pending migration to target.schema and return their ids.
 
@@ -114,6 +115,8 @@ def apply_migrations(
     install made by stuck-runs 0.1 (the application's): it is first upgraded
     where it is, then moved into target.schema (see relocate()), so that
     `migrate --relocate` and `migrate` then `migrate --relocate` end alike.
+    Parts of the install that an earlier relocation left in the application's
+    schema are moved too, with or without `relocate_from` (see left_behind()).
     """
     with connect(
         target, connect_timeout=connect_timeout, statement_timeout=statement_timeout, session=True
@@ -152,7 +155,9 @@ def apply_migrations(
                     target.in_schema(relocate_from), connect_timeout, statement_timeout, on_apply
                 )
             if relocate_from is not None:
-                relocate(conn, relocate_from, target.schema)
+                on_move(relocate_from, relocate(conn, relocate_from, target.schema))
+            elif left_behind(conn, target.app_schema, target.schema):
+                on_move(target.app_schema, relocate(conn, target.app_schema, target.schema))
             return applied + _apply(target, connect_timeout, statement_timeout, on_apply)
         finally:
             if not conn.closed and not conn.broken:
@@ -260,10 +265,18 @@ def is_install(conn: psycopg.Connection, schema: str) -> bool:
 Identity = tuple[str, str, str]
 
 
-def _contents(conn: psycopg.Connection, schema: str) -> dict[Identity, int]:
-    """Every object of `schema`, by identity (kind, name, detail), with its oid."""
+def _contents(
+    conn: psycopg.Connection, schema: str, also: str | None = None
+) -> dict[Identity, int]:
+    """Every object of `schema`, by identity (kind, name, detail), with its oid.
+
+    `also` joins the path: a helper left behind in `schema` whose argument is
+    a row type that moved to `also` reads as it did before the move.
+    """
     conn.execute(
-        "SELECT pg_catalog.set_config('search_path', pg_catalog.quote_ident(%s), true)", (schema,)
+        "SELECT pg_catalog.set_config('search_path', pg_catalog.concat_ws(', ',"
+        " pg_catalog.quote_ident(%s), pg_catalog.quote_ident(%s)), true)",
+        (schema, also),
     )
     rows = conn.execute(_CONTENTS, {"schema": schema}).fetchall()
     return {(kind, name, detail): oid for kind, name, detail, oid in rows}
@@ -287,15 +300,26 @@ def _applied(conn: psycopg.Connection, schema: str) -> list[Any]:
     return history
 
 
-def _owned(conn: psycopg.Connection, schema: str, history: list[Any]) -> set[Identity]:
+def _owned(
+    conn: psycopg.Connection, schema: str, history: list[Any], *, scratch: bool = False
+) -> set[Identity]:
     """What these migrations create: replayed into the empty `schema`, then rolled back.
 
     The install's history, not a list of names, says what belongs to it: every
     object a migration ever created and a later one did not drop, whatever a
-    future migration adds or renames.
+    future migration adds or renames. `scratch`: `schema` is created for the
+    replay (and goes with its rollback).
     """
-    before = _contents(conn, schema)
+    before = {} if scratch else _contents(conn, schema)
     with conn.transaction() as replay:
+        if scratch:
+            try:
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise OperationalError(
+                    "finishing the move needs a scratch schema for a moment: grant this role "
+                    "CREATE on the database, or run `stuck-runs migrate --relocate` as its owner"
+                ) from None
         conn.execute(
             "SELECT pg_catalog.set_config('search_path', pg_catalog.quote_ident(%s), true)",
             (schema,),
@@ -337,6 +361,43 @@ def _repinned(path: str, source: str, schema: str) -> str | None:
     return ", ".join(schema if name(entry) == source else entry for entry in items)
 
 
+# Whether objects of stuck-runs' schema depend on objects of the application's
+# (a view on a helper, a trigger on its function), tables recovery covers
+# aside: the sign that an earlier relocation (stuck-runs 0.2 and 0.3 moved a
+# list of names) left part of the install behind.
+_SPLIT = """
+WITH src AS (SELECT n.oid FROM pg_catalog.pg_namespace AS n WHERE n.nspname = %(source)s),
+     dst AS (SELECT n.oid FROM pg_catalog.pg_namespace AS n WHERE n.nspname = %(schema)s)
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_depend AS d
+    WHERE d.deptype = 'n'
+      AND (d.refobjid IN (SELECT p.oid FROM pg_catalog.pg_proc AS p, src
+                          WHERE p.pronamespace = src.oid)
+           AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        OR d.refobjid IN (SELECT c.oid FROM pg_catalog.pg_class AS c, src
+                          WHERE c.relnamespace = src.oid
+                            AND c.oid NOT IN (SELECT t.table_name FROM {registry} AS t))
+           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+      AND (d.objid IN (SELECT r.oid FROM pg_catalog.pg_rewrite AS r
+                       JOIN pg_catalog.pg_class AS c ON c.oid = r.ev_class, dst
+                       WHERE c.relnamespace = dst.oid)
+           AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+        OR d.objid IN (SELECT g.oid FROM pg_catalog.pg_trigger AS g
+                       JOIN pg_catalog.pg_class AS c ON c.oid = g.tgrelid, dst
+                       WHERE c.relnamespace = dst.oid)
+           AND d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass))
+"""
+
+
+def left_behind(conn: psycopg.Connection, source: str, schema: str) -> bool:
+    """Whether the install in `schema` still has parts in `source` (see _SPLIT)."""
+    if source == schema or not is_install(conn, schema) or is_install(conn, source):
+        return False
+    query = sql.SQL(_SPLIT).format(registry=sql.Identifier(schema, "stuck_runs_tables"))
+    row = conn.execute(query, {"source": source, "schema": schema}).fetchone()
+    return bool(row and row[0])
+
+
 def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
     """Move an install made by stuck-runs 0.1 in the application's schema into its own.
 
@@ -347,24 +408,36 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
     qualification_runs). Functions that searched `source` search `schema`
     instead, and every role that had a privilege on a moved object gets USAGE
     on `schema`, so that it can still reach them. Returns what it moved.
+
+    When `schema` already holds the install and `source` does not, it finishes
+    a move that an earlier stuck-runs left half done: what the install's
+    history creates, found in `source` and missing from `schema`, moves.
     """
     with conn.transaction():
-        if not is_install(conn, source):
+        if is_install(conn, source):
+            if is_install(conn, schema):
+                raise OperationalError(
+                    f"schema {schema!r} already holds a stuck-runs installation; nothing was moved"
+                )
+            owned = _owned(conn, schema, _applied(conn, source)) | _bookkeeping()
+            present: set[Identity] = set()
+            registry = sql.Identifier(source, "stuck_runs_tables")
+        elif is_install(conn, schema):
+            pid = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+            scratch = f"stuck_runs_replay_{pid[0] if pid else 0}"
+            owned = _owned(conn, scratch, _applied(conn, schema), scratch=True)
+            present = set(_contents(conn, schema))
+            registry = sql.Identifier(schema, "stuck_runs_tables")
+        else:
             raise OperationalError(
                 f"there is no stuck-runs installation in schema {source!r} to move"
             )
-        if is_install(conn, schema):
-            raise OperationalError(
-                f"schema {schema!r} already holds a stuck-runs installation; nothing was moved"
-            )
-        owned = _owned(conn, schema, _applied(conn, source)) | _bookkeeping()
         unmovable = sorted(f"{name} ({detail})" for kind, name, detail in owned if kind == "other")
         if unmovable:
             raise OperationalError(
                 f"stuck-runs cannot move these objects yet: {', '.join(unmovable)}; "
                 "nothing was moved"
             )
-        registry = sql.Identifier(source, "stuck_runs_tables")
         covered = {
             row[0]
             for row in conn.execute(
@@ -373,9 +446,13 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
         }
         moving = {
             identity: oid
-            for identity, oid in _contents(conn, source).items()
-            if identity in owned and oid not in covered
+            for identity, oid in _contents(conn, source, also=schema).items()
+            if identity in owned and identity not in present and oid not in covered
         }
+        if not moving:
+            raise OperationalError(
+                f"there is no stuck-runs installation in schema {source!r} to move"
+            )
         # Printed with an empty path: fully qualified, whatever runs them.
         conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
         functions = [oid for (kind, _, _), oid in moving.items() if kind == "routine"]

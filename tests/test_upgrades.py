@@ -134,7 +134,11 @@ def test_an_old_install_moves_whole_with_its_data(release, app_schema, order, em
         assert "stuck-runs migrate --relocate" in upgraded.stderr
     moved = run_cli("--database-url", url, "migrate", "--relocate")
     assert moved.returncode == 0, moved.stderr
+    assert_moved_whole(url, app_schema, before, fresh=db_url)
 
+
+def assert_moved_whole(url: str, app_schema: str, before: dict, *, fresh: str) -> None:
+    """Everything of stuck-runs in its schema, its data kept, and every path working."""
     with conn_to(url, "public") as conn:
         # Nothing of stuck-runs is left in the app's schema but the table the
         # app writes to by name; every object of the app's own stayed.
@@ -146,10 +150,10 @@ def test_an_old_install_moves_whole_with_its_data(release, app_schema, order, em
         }
         assert conn.execute(f"SELECT to_regtype('{app_schema}.job_kind')").fetchone()[0]
         # The same functions as a fresh install, each pinned to its new schema.
-        assert signatures(url, "stuck_runs") == signatures(db_url, "stuck_runs")
-        assert relations_in(conn, "stuck_runs") == relations_in(
-            conn_to(db_url, "public"), "stuck_runs"
-        ) - {"qualification_runs"}
+        assert signatures(url, "stuck_runs") == signatures(fresh, "stuck_runs")
+        with conn_to(fresh, "public") as other:
+            expected = relations_in(other, "stuck_runs") - {"qualification_runs"}
+        assert relations_in(conn, "stuck_runs") == expected
         config = conn.execute(
             "SELECT DISTINCT proconfig::text FROM pg_proc"
             " WHERE pronamespace = 'stuck_runs'::regnamespace"
@@ -204,6 +208,90 @@ def test_an_old_install_moves_whole_with_its_data(release, app_schema, order, em
     remigrated = run_cli("--database-url", url, "migrate")
     assert remigrated.returncode == 0, remigrated.stderr
     assert "nothing to apply" in remigrated.stderr and "relocate" not in remigrated.stderr
+
+
+# What `migrate --relocate` did before issue 19 (stuck-runs 0.2): it moved a
+# list of names and left 0003's helpers, stuck_runs_roles and the covered view
+# in the app's schema. Databases it moved are a layout we shipped.
+OLD_RELOCATE = r"""
+DO $relocate$
+DECLARE
+    src  text := pg_catalog.current_setting('stuck_runs.relocate_from');
+    dst  text := pg_catalog.current_setting('stuck_runs.relocate_to');
+    obj  record;
+BEGIN
+    IF pg_catalog.to_regproc(pg_catalog.format('%I.recover_stuck_runs', src)) IS NULL THEN
+        RAISE EXCEPTION 'there is no stuck-runs installation in schema % to move', src
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.to_regclass(pg_catalog.format('%I._yoyo_migration', dst)) IS NOT NULL THEN
+        RAISE EXCEPTION 'schema % already holds a stuck-runs installation; nothing was moved', dst
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR obj IN
+        SELECT pg_catalog.format('ALTER %s %I.%I SET SCHEMA %I',
+                   CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, src, c.relname, dst) AS ddl
+        FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(src))
+          AND c.relname IN ('stuck_runs_settings', 'stuck_runs_tables', 'run_recoveries',
+                            '_yoyo_log', '_yoyo_migration', '_yoyo_version', 'yoyo_lock',
+                            'active_runs', 'stuck_runs')
+        UNION ALL
+        SELECT pg_catalog.format('ALTER FUNCTION %s SET SCHEMA %I', p.oid::regprocedure, dst)
+        FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(src))
+          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname IN (
+               'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
+               'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
+    LOOP
+        EXECUTE obj.ddl;
+    END LOOP;
+    -- Their bodies name their helpers unqualified: point them at the new schema.
+    FOR obj IN
+        SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(dst))
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
+                                  obj.fn, dst);
+    END LOOP;
+END
+$relocate$
+"""
+
+
+@pytest.mark.parametrize("app_schema", ["public", "app"])
+def test_migrate_finishes_a_move_an_earlier_relocate_left_half_done(
+    app_schema, empty_db_url, db_url
+):
+    url = empty_db_url if app_schema == "public" else with_query(empty_db_url, schema=app_schema)
+    build_release(url, app_schema, RELEASES["0.1 (0001+0002)"])
+    before = fill(url, app_schema)
+    assert run_cli("--database-url", url, "migrate").returncode == 0
+    with conn_to(url, "public") as conn:
+        # The old relocation took these for ours, or refused to start with them.
+        conn.execute(f"DROP FUNCTION {app_schema}.stuck_runs_app_report()")
+        conn.execute(f"DROP FUNCTION {app_schema}.recover_stuck_runs(text)")
+        before["app_functions"] = set()
+        conn.execute("CREATE SCHEMA stuck_runs")
+        with conn.transaction():
+            conn.execute(
+                "SELECT set_config('stuck_runs.relocate_from', %s, true),"
+                " set_config('stuck_runs.relocate_to', 'stuck_runs', true),"
+                " set_config('search_path', 'stuck_runs', true)",
+                (app_schema,),
+            )
+            conn.execute(OLD_RELOCATE)
+        left = functions_in(conn, app_schema) - before["app_functions"]
+        assert any(name.startswith("_stuck_runs_list(") for name in left), left
+    broken = run_cli("--database-url", url, "recover")
+    assert broken.returncode == 1, broken.stderr
+
+    repaired = run_cli("--database-url", url, "migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"object(s) of stuck-runs from schema {app_schema!r} into 'stuck_runs'" in (
+        repaired.stderr
+    )
+    assert_moved_whole(url, app_schema, before, fresh=db_url)
 
 
 def test_an_apps_own_recover_stuck_runs_is_not_an_install(empty_db_url):
