@@ -151,6 +151,9 @@ def apply_migrations(
             ensure_schema(conn, target.schema)
             applied = []
             if relocate_from is not None and is_install(conn, relocate_from):
+                if is_install(conn, target.schema):
+                    # Before upgrading the old install: refused means untouched.
+                    raise OperationalError(_ALREADY.format(schema=target.schema))
                 applied = _apply(
                     target.in_schema(relocate_from), connect_timeout, statement_timeout, on_apply
                 )
@@ -389,6 +392,9 @@ SELECT EXISTS (
 """
 
 
+_ALREADY = "schema {schema!r} already holds a stuck-runs installation; nothing was moved"
+
+
 def left_behind(conn: psycopg.Connection, source: str, schema: str) -> bool:
     """Whether the install in `schema` still has parts in `source` (see _SPLIT)."""
     if source == schema or not is_install(conn, schema) or is_install(conn, source):
@@ -416,9 +422,7 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
     with conn.transaction():
         if is_install(conn, source):
             if is_install(conn, schema):
-                raise OperationalError(
-                    f"schema {schema!r} already holds a stuck-runs installation; nothing was moved"
-                )
+                raise OperationalError(_ALREADY.format(schema=schema))
             owned = _owned(conn, schema, _applied(conn, source)) | _bookkeeping()
             present: set[Identity] = set()
             registry = sql.Identifier(source, "stuck_runs_tables")

@@ -355,3 +355,17 @@ def test_relocation_into_a_quoted_schema_keeps_the_roles_that_used_it(empty_db_u
         with conn_to(empty_db_url, "public") as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_relocate_refused_onto_another_install_leaves_the_old_one_untouched(empty_db_url):
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    fresh = run_cli("--database-url", empty_db_url, "--schema", "stuck_runs", "migrate")
+    assert fresh.returncode == 0, fresh.stderr
+    refused = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
+    assert refused.returncode == 1
+    assert "schema 'stuck_runs' already holds a stuck-runs installation; nothing was moved" in (
+        refused.stderr
+    )
+    with conn_to(empty_db_url, "public") as conn:
+        history = conn.execute("SELECT migration_id FROM public._yoyo_migration ORDER BY 1")
+        assert [row[0] for row in history] == ["0001_core", "0002_retries"]
