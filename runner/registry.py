@@ -125,9 +125,14 @@ def adopt_command(
 
 # The registry's entry for a table: its own, else the stale one recorded under
 # its schema and name (the application dropped and re-created it, e.g. prisma
-# migrate reset), so that re-adopting it keeps what was set for it.
+# migrate reset), so that re-adopting it keeps what was set for it. `current`:
+# the entry is the table's own and knows it by its name of today (a renamed
+# table is adopted again, to record its new name).
 _ENTRY = """
-SELECT t.*, t.table_name = c.oid AS current
+SELECT t.*,
+       t.table_name = c.oid
+       AND (t.schema_name, t.relation_name) IS NOT DISTINCT FROM (n.nspname::text, c.relname::text)
+         AS current
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 JOIN stuck_runs_tables AS t

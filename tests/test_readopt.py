@@ -139,7 +139,13 @@ def test_a_renamed_table_keeps_the_start_up_line_green_and_says_the_new_line(emp
     recovered = run_cli("--database-url", url, "recover", "--json")
     assert recovered.returncode == 0, recovered.stderr
     assert json.loads(recovered.stdout)["table_name"] == "app.runs"
-    assert run_cli("--database-url", url, "migrate", "--adopt", "runs").returncode == 0
+    # The line it printed records the new name, and keeps what was set.
+    before = entry(url)
+    followed = run_cli("--database-url", url, "migrate", "--adopt", "runs")
+    assert followed.returncode == 0 and "adopted app.runs" in followed.stderr, followed.stderr
+    assert entry(url) == {**before, "relation_name": "runs"}
+    again = run_cli("--database-url", url, "migrate", "--adopt", "runs")
+    assert again.returncode == 0 and "adopted" not in again.stderr, again.stderr
 
 
 def test_a_remapped_table_keeps_the_start_up_line_green_and_names_the_new_table(empty_db_url):
