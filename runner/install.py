@@ -124,10 +124,7 @@ def migrate(
             lock_timeout=lock_timeout,
             on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
             relocate_from=target.app_schema if relocate else None,
-            on_move=lambda source, moved: note(
-                f"moved {len(moved)} object(s) of stuck-runs from schema {source!r} into "
-                f"{target.schema!r}"
-            ),
+            on_note=note,
         )
         with connect(
             target,

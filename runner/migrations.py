@@ -14,7 +14,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .connection import INSTALL_MARKERS, MIGRATION_TABLE, OperationalError, Target, connect
+from .connection import (
+    INSTALL_MARKERS,
+    MIGRATION_TABLE,
+    OperationalError,
+    Target,
+    connect,
+    first_line,
+)
 
 _HERE = Path(__file__).resolve().parent
 
@@ -104,7 +111,7 @@ def apply_migrations(
     lock_timeout: float,
     on_apply: Callable[[str], None] = lambda _id: None,
     relocate_from: str | None = None,
-    on_move: Callable[[str, list[str]], None] = lambda _source, _moved: None,
+    on_note: Callable[[str], None] = lambda _message: None,
 ) -> list[str]:
     """Apply every pending migration to target.schema and return their ids.
 
@@ -114,7 +121,10 @@ def apply_migrations(
     connection that outlives ours. `relocate_from` names the schema of an
     install made by stuck-runs 0.1 (the application's): it is first upgraded
     where it is, then moved into target.schema (see relocate()), so that
-    `migrate --relocate` and `migrate` then `migrate --relocate` end alike.
+    `migrate --relocate` and `migrate` then `migrate --relocate` end alike. A
+    migration that fails in the old schema (0003 cannot comment on a column
+    that an application's own qualification_runs lacks) is applied after the
+    move instead, where the old schema's tables are not in its way.
     Parts of the install that an earlier relocation left in the application's
     schema are moved too, with or without `relocate_from` (see left_behind()).
     """
@@ -149,19 +159,36 @@ def apply_migrations(
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
             # Under the lock: two first installs at once must not race to create it.
             ensure_schema(conn, target.schema)
-            applied = []
+            applied: list[str] = []
             if relocate_from is not None and is_install(conn, relocate_from):
                 if is_install(conn, target.schema):
                     # Before upgrading the old install: refused means untouched.
                     raise OperationalError(_ALREADY.format(schema=target.schema))
-                applied = _apply(
-                    target.in_schema(relocate_from), connect_timeout, statement_timeout, on_apply
+                try:
+                    _apply(
+                        target.in_schema(relocate_from),
+                        connect_timeout,
+                        statement_timeout,
+                        on_apply,
+                        applied,
+                    )
+                except psycopg.Error as exc:
+                    on_note(
+                        f"could not upgrade stuck-runs in schema {relocate_from!r} "
+                        f"({exc.diag.message_primary or first_line(exc)}): the rest is "
+                        "applied after the move"
+                    )
+            where = relocate_from
+            if where is None and left_behind(conn, target.app_schema, target.schema):
+                where = target.app_schema
+            if where is not None:
+                moved = relocate(conn, where, target.schema)
+                on_note(
+                    f"moved {len(moved)} object(s) of stuck-runs from schema {where!r} "
+                    f"into {target.schema!r}"
                 )
-            if relocate_from is not None:
-                on_move(relocate_from, relocate(conn, relocate_from, target.schema))
-            elif left_behind(conn, target.app_schema, target.schema):
-                on_move(target.app_schema, relocate(conn, target.app_schema, target.schema))
-            return applied + _apply(target, connect_timeout, statement_timeout, on_apply)
+            _apply(target, connect_timeout, statement_timeout, on_apply, applied)
+            return applied
         finally:
             if not conn.closed and not conn.broken:
                 for key in reversed(held):
@@ -175,17 +202,20 @@ def _apply(
     connect_timeout: float,
     statement_timeout: float,
     on_apply: Callable[[str], None],
-) -> list[str]:
-    """Apply the pending migrations in target.schema, under the caller's lock."""
+    applied: list[str],
+) -> None:
+    """Apply the pending migrations in target.schema, under the caller's lock.
+
+    Each applied id is appended to `applied` at once: what went through before
+    a failure is still reported.
+    """
     with yoyo_backend(
         target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
     ) as backend:
-        applied = []
         for migration in backend.to_apply(read_history()):
             backend.apply_one(migration)
             applied.append(migration.id)
             on_apply(migration.id)
-        return applied
 
 
 # One row per object of a schema that ALTER ... SET SCHEMA moves by itself:
@@ -392,6 +422,40 @@ SELECT EXISTS (
 """
 
 
+# Objects whose owner owns none of the install's bookkeeping and is no superuser.
+_FOREIGN = """
+WITH install AS (
+    SELECT c.relowner FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = %(schema)s AND c.relname = ANY(%(markers)s::text[])
+)
+SELECT o.oid::bigint FROM (
+    SELECT c.oid, c.relowner AS owner FROM pg_catalog.pg_class AS c
+    WHERE c.oid = ANY(%(relation)s::oid[])
+    UNION ALL SELECT p.oid, p.proowner FROM pg_catalog.pg_proc AS p
+    WHERE p.oid = ANY(%(routine)s::oid[])
+    UNION ALL SELECT t.oid, t.typowner FROM pg_catalog.pg_type AS t
+    WHERE t.oid = ANY(%(type)s::oid[])
+) AS o
+WHERE o.owner NOT IN (SELECT i.relowner FROM install AS i)
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid = o.owner AND r.rolsuper)
+"""
+
+
+def _foreign(conn: psycopg.Connection, objects: dict[Identity, int], install: str) -> set[int]:
+    """The objects another role owns than the install in schema `install`: they never move.
+
+    A role that may create objects in the application's schema could otherwise
+    plant one under a name the install's history uses and have it moved where
+    stuck-runs' functions, run by more privileged roles, search.
+    """
+    params: dict[str, Any] = {"schema": install, "markers": INSTALL_MARKERS}
+    params |= {kind: [] for kind in ("relation", "routine", "type")}
+    for (kind, _, _), oid in objects.items():
+        params[kind].append(oid)
+    return {row[0] for row in conn.execute(_FOREIGN, params).fetchall()}
+
+
 _ALREADY = "schema {schema!r} already holds a stuck-runs installation; nothing was moved"
 
 
@@ -426,12 +490,14 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
             owned = _owned(conn, schema, _applied(conn, source)) | _bookkeeping()
             present: set[Identity] = set()
             registry = sql.Identifier(source, "stuck_runs_tables")
+            install = source
         elif is_install(conn, schema):
             pid = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
             scratch = f"stuck_runs_replay_{pid[0] if pid else 0}"
             owned = _owned(conn, scratch, _applied(conn, schema), scratch=True)
             present = set(_contents(conn, schema))
             registry = sql.Identifier(schema, "stuck_runs_tables")
+            install = schema
         else:
             raise OperationalError(
                 f"there is no stuck-runs installation in schema {source!r} to move"
@@ -442,17 +508,28 @@ def relocate(conn: psycopg.Connection, source: str, schema: str) -> list[str]:
                 f"stuck-runs cannot move these objects yet: {', '.join(unmovable)}; "
                 "nothing was moved"
             )
-        covered = {
+        # Runs tables stay where the application writes to them: those the
+        # registry covers, and any qualification_runs (0001 creates one only
+        # where the application had none, so one there may be the app's own).
+        staying = {
             row[0]
             for row in conn.execute(
-                sql.SQL("SELECT table_name::oid::bigint FROM {}").format(registry)
+                sql.SQL(
+                    "SELECT t.table_name::oid::bigint FROM {} AS t UNION"
+                    " SELECT c.oid::bigint FROM pg_catalog.pg_class AS c"
+                    " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND c.relname = 'qualification_runs'"
+                ).format(registry),
+                (source,),
             ).fetchall()
         }
-        moving = {
+        candidates = {
             identity: oid
             for identity, oid in _contents(conn, source, also=schema).items()
-            if identity in owned and identity not in present and oid not in covered
+            if identity in owned and identity not in present and oid not in staying
         }
+        foreign = _foreign(conn, candidates, install)
+        moving = {identity: oid for identity, oid in candidates.items() if oid not in foreign}
         if not moving:
             raise OperationalError(
                 f"there is no stuck-runs installation in schema {source!r} to move"

@@ -382,3 +382,67 @@ def test_relocate_refused_onto_another_install_leaves_the_old_one_untouched(empt
     with conn_to(empty_db_url, "public") as conn:
         history = conn.execute("SELECT migration_id FROM public._yoyo_migration ORDER BY 1")
         assert [row[0] for row in history] == ["0001_core", "0002_retries"]
+
+
+def test_the_apps_own_qualification_runs_stays_where_it_is(empty_db_url, db_url):
+    # The app had its table first, with its own names: 0001 left it alone and
+    # did not cover it, but a replay of 0001 into an empty schema creates one.
+    with conn_to(empty_db_url, "public") as conn:
+        conn.execute("CREATE TABLE qualification_runs (id text PRIMARY KEY, state text)")
+        conn.execute("INSERT INTO qualification_runs VALUES ('the-apps', 'busy')")
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    moved = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
+    assert moved.returncode == 0, moved.stderr
+    with conn_to(empty_db_url, "public") as conn:
+        assert conn.execute("SELECT * FROM public.qualification_runs").fetchall() == [
+            ("the-apps", "busy")
+        ]
+        assert conn.execute("SELECT to_regclass('stuck_runs.qualification_runs')").fetchone() == (
+            None,
+        )
+        assert functions_in(conn, "public") == set()
+    assert signatures(empty_db_url, "stuck_runs") == signatures(db_url, "stuck_runs")
+
+
+def test_a_move_never_takes_another_roles_object_into_stuck_runs(empty_db_url):
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    assert run_cli("--database-url", empty_db_url, "migrate").returncode == 0
+    role = f"mallory_{empty_db_url.rsplit('_', 1)[-1].split('?')[0]}"
+    with conn_to(empty_db_url, "public") as conn:
+        conn.execute("CREATE SCHEMA stuck_runs")
+        with conn.transaction():
+            conn.execute(
+                "SELECT set_config('stuck_runs.relocate_from', 'public', true),"
+                " set_config('stuck_runs.relocate_to', 'stuck_runs', true),"
+                " set_config('search_path', 'stuck_runs', true)"
+            )
+            conn.execute(OLD_RELOCATE)
+        # A helper the old move left behind is gone, and a role that may
+        # create in the app's schema puts its own under that name.
+        conn.execute("DROP FUNCTION public._stuck_runs_literals(text[])")
+        conn.execute(f"CREATE ROLE {role}")
+        conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"SET ROLE {role}")
+        conn.execute(
+            "CREATE FUNCTION public._stuck_runs_literals(vals text[]) RETURNS text"
+            " LANGUAGE sql AS 'SELECT ''mallory'''"
+        )
+        conn.execute("RESET ROLE")
+    try:
+        repaired = run_cli("--database-url", empty_db_url, "migrate")
+        assert "object(s) of stuck-runs from schema 'public'" in repaired.stderr, repaired.stderr
+        with conn_to(empty_db_url, "public") as conn:
+            owners = conn.execute(
+                "SELECT n.nspname, pg_get_userbyid(p.proowner) FROM pg_proc AS p"
+                " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+                " WHERE p.proname = '_stuck_runs_literals'"
+            ).fetchall()
+            assert owners == [("public", role)]
+            assert any(
+                name.startswith("_stuck_runs_list(")
+                for name in signatures(empty_db_url, "stuck_runs")
+            )
+    finally:
+        with conn_to(empty_db_url, "public") as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
