@@ -17,6 +17,7 @@ from .connection import OperationalError, Target, connect, pinned
 from .context import (
     BadOptionValue,
     Settings,
+    describe,
     locate,
     note,
     print_notices,
@@ -117,15 +118,26 @@ def migrate(
             if not relocate:
                 target = locate(conn, target, settings)
             _check_writers(conn, target)
-        applied = apply_migrations(
-            target,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            lock_timeout=lock_timeout,
-            on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
-            relocate_from=target.app_schema if relocate else None,
-            on_note=note,
-        )
+        try:
+            applied = apply_migrations(
+                target,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
+                lock_timeout=lock_timeout,
+                on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
+                relocate_from=target.app_schema if relocate else None,
+                on_note=note,
+            )
+        except psycopg.Error as exc:
+            if relocate or target.schema == settings.schema:
+                raise
+            # 0.1's install in the app's schema: 0003 cannot be applied there
+            # when the app's own qualification_runs lacks a column it comments on.
+            raise OperationalError(
+                f"could not upgrade stuck-runs in schema {target.schema!r}, where 0.1 installed "
+                f"it ({describe(exc, target.schema)}); `stuck-runs migrate --relocate` moves it "
+                f"into schema {settings.schema!r} and upgrades it there"
+            ) from None
         with connect(
             target,
             connect_timeout=connect_timeout,

@@ -391,8 +391,17 @@ def test_the_apps_own_qualification_runs_stays_where_it_is(empty_db_url, db_url)
         conn.execute("CREATE TABLE qualification_runs (id text PRIMARY KEY, state text)")
         conn.execute("INSERT INTO qualification_runs VALUES ('the-apps', 'busy')")
     build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    # In place, 0003 fails on it (it comments on a column the app's table
+    # lacks; landed migrations are immutable): migrate says what works.
+    in_place = run_cli("--database-url", empty_db_url, "migrate")
+    assert in_place.returncode == 1
+    assert "could not upgrade stuck-runs in schema 'public', where 0.1 installed it" in (
+        in_place.stderr
+    )
+    assert "`stuck-runs migrate --relocate` moves it into schema 'stuck_runs'" in in_place.stderr
     moved = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
     assert moved.returncode == 0, moved.stderr
+    assert "applied 0003_beside_the_app" in moved.stdout
     with conn_to(empty_db_url, "public") as conn:
         assert conn.execute("SELECT * FROM public.qualification_runs").fetchall() == [
             ("the-apps", "busy")
