@@ -181,6 +181,16 @@ def apply_migrations(
             where = relocate_from
             if where is None and left_behind(conn, target.app_schema, target.schema):
                 where = target.app_schema
+            elif (
+                where is not None
+                and not is_install(conn, where)
+                and is_install(conn, target.schema)
+                and not left_behind(conn, where, target.schema)
+            ):
+                # Moved already (by another instance, or an earlier start):
+                # `migrate --relocate` stays safe to run at every start.
+                on_note(f"stuck-runs already lives in schema {target.schema!r}: nothing to move")
+                where = None
             if where is not None:
                 moved = relocate(conn, where, target.schema)
                 on_note(

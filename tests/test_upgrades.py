@@ -218,6 +218,9 @@ def assert_moved_whole(url: str, app_schema: str, before: dict, *, fresh: str) -
     remigrated = run_cli("--database-url", url, "migrate")
     assert remigrated.returncode == 0, remigrated.stderr
     assert "nothing to apply" in remigrated.stderr and "relocate" not in remigrated.stderr
+    twice = run_cli("--database-url", url, "migrate", "--relocate")
+    assert twice.returncode == 0, twice.stderr
+    assert "already lives in schema 'stuck_runs': nothing to move" in twice.stderr
 
 
 # What `migrate --relocate` did before issue 19 (stuck-runs 0.2): it moved a
@@ -323,9 +326,12 @@ def test_an_apps_own_recover_stuck_runs_is_not_an_install(empty_db_url):
     listed = run_cli("--database-url", empty_db_url, "recover", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "relocate" not in listed.stderr
-    refused = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
-    assert refused.returncode == 1
-    assert "there is no stuck-runs installation in schema 'public' to move" in refused.stderr
+    # Nothing to move, and saying so: --relocate is safe at every start.
+    again = run_cli("--database-url", empty_db_url, "migrate", "--relocate")
+    assert again.returncode == 0, again.stderr
+    assert "stuck-runs already lives in schema 'stuck_runs': nothing to move" in again.stderr
+    with conn_to(empty_db_url, "public") as conn:
+        assert functions_in(conn, "public") == {"recover_stuck_runs()"}
 
 
 def test_relocation_into_a_quoted_schema_keeps_the_roles_that_used_it(empty_db_url, db_url):
