@@ -10,6 +10,7 @@ application's schema (public, or Prisma's ?schema=), as 0.1 installed them.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import psycopg
@@ -461,3 +462,27 @@ def test_a_move_never_takes_another_roles_object_into_stuck_runs(empty_db_url):
         with conn_to(empty_db_url, "public") as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_many_instances_relocating_at_once_move_it_once(empty_db_url):
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
+    with conn_to(empty_db_url, "public") as conn:
+        conn.execute("UPDATE stuck_runs_settings SET older_than = '10 minutes'")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda _: run_cli("--database-url", empty_db_url, "migrate", "--relocate"),
+                range(4),
+            )
+        )
+    assert [result.returncode for result in results] == [0, 0, 0, 0], [
+        result.stderr for result in results
+    ]
+    moves = [result for result in results if "object(s) of stuck-runs" in result.stderr]
+    assert len(moves) == 1
+    assert sum("applied 0003_beside_the_app" in result.stdout for result in results) == 1
+    with conn_to(empty_db_url, "public") as conn:
+        assert functions_in(conn, "public") == set()
+        assert conn.execute("SELECT older_than FROM stuck_runs.stuck_runs_settings").fetchall() == [
+            (timedelta(minutes=10),)
+        ]
