@@ -274,8 +274,9 @@ FROM ns, LATERAL (
 ) AS o(kind, name)
 """
 
-# The statement that moves each kind of object; %s is the object as the server
-# prints it (regclass, regprocedure, regtype: quoted and schema-qualified).
+# The statement that moves each kind of object; the first {} is the object as
+# the server prints it with an empty search_path (regclass, regprocedure,
+# regtype: quoted and schema-qualified), the second the new schema.
 _MOVE = {
     ("relation", "r"): "ALTER TABLE {} SET SCHEMA {}",
     ("relation", "p"): "ALTER TABLE {} SET SCHEMA {}",
