@@ -314,6 +314,11 @@ def test_an_apps_own_recover_stuck_runs_is_not_an_install(empty_db_url):
             "CREATE FUNCTION public.recover_stuck_runs() RETURNS text LANGUAGE sql"
             " AS 'SELECT ''the app''''s own'''"
         )
+    # Before any install, recover says so: it never calls the app's function.
+    before = run_cli("--database-url", empty_db_url, "recover")
+    assert before.returncode == 1
+    assert "stuck-runs is not installed in schema stuck_runs" in before.stderr
+    assert "relocate" not in before.stderr
     installed = run_cli("--database-url", empty_db_url, "migrate")
     assert installed.returncode == 0, installed.stderr
     assert "relocate" not in installed.stderr
