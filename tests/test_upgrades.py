@@ -10,8 +10,13 @@ application's schema (public, or Prisma's ?schema=), as 0.1 installed them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,6 +26,7 @@ from runner.migrations import read_history, yoyo_backend
 
 from .helpers import run_cli, with_query
 
+ROOT = Path(__file__).resolve().parent.parent
 RELEASES = {"0.1 (0001)": ("0001_core",), "0.1 (0001+0002)": ("0001_core", "0002_retries")}
 # The application's table, as its ORM made it, beside 0.1's install.
 JOBS_DDL = (
@@ -491,3 +497,54 @@ def test_many_instances_relocating_at_once_move_it_once(empty_db_url):
         assert conn.execute("SELECT older_than FROM stuck_runs.stuck_runs_settings").fetchall() == [
             (timedelta(minutes=10),)
         ]
+
+
+# A migration stuck-runs has not written yet: new names, a new kind of object,
+# an overload of an existing function, a helper that takes the registry's row.
+FUTURE = """-- depends: 0003_beside_the_app
+CREATE TYPE future_mood AS ENUM ('calm', 'busy');
+CREATE TABLE future_notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, mood future_mood);
+INSERT INTO future_notes (mood) VALUES ('calm');
+CREATE FUNCTION zz_future_helper(t stuck_runs_tables) RETURNS text LANGUAGE sql
+    AS 'SELECT t.table_name::text';
+CREATE FUNCTION resume_run(run_ids text[]) RETURNS integer LANGUAGE sql AS 'SELECT 0';
+DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;
+"""
+
+
+def test_relocation_moves_what_a_later_migration_adds(empty_db_url, tmp_path):
+    for part in ("runner", "migrations", "sql"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "migrations" / "0099_future.sql").write_text(FUTURE)
+
+    def future_cli(*args: str):
+        return subprocess.run(
+            [sys.executable, "-m", "runner", "--database-url", empty_db_url, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        )
+
+    build_release(empty_db_url, "public", RELEASES["0.1 (0001)"])
+    upgraded = future_cli("migrate")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied 0099_future" in upgraded.stdout
+    moved = future_cli("migrate", "--relocate")
+    assert moved.returncode == 0, moved.stderr
+    with conn_to(empty_db_url, "public") as conn:
+        assert functions_in(conn, "public") == set()
+        assert relations_in(conn, "public") == {"qualification_runs"}
+        assert conn.execute("SELECT to_regtype('public.future_mood')").fetchone() == (None,)
+        assert conn.execute("SELECT mood::text FROM stuck_runs.future_notes").fetchall() == [
+            ("calm",)
+        ]
+        assert conn.execute(
+            "SELECT stuck_runs.zz_future_helper(t) FROM stuck_runs.stuck_runs_tables AS t"
+        ).fetchall() == [("qualification_runs",)]
+    assert {"resume_run(run_ids text[])", "resume_run(run_id text, in_table regclass)"} <= set(
+        signatures(empty_db_url, "stuck_runs")
+    )
+    recovered = future_cli("recover")
+    assert recovered.returncode == 0, recovered.stderr
