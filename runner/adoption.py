@@ -16,7 +16,7 @@ from .registry import (
     column_options,
     creating,
     ensure_adopted,
-    propose,
+    plan_adoption,
     resolve,
     roles,
 )
@@ -60,7 +60,8 @@ def adopt(
     """Cover an existing runs table (your ORM's, your column names) with recovery.
 
     Proposes which column plays which role by name (createdAt ~ created_at),
-    shows it, asks, adopts, then builds the partial index sweeps need with
+    keeps what an earlier adoption of the table set and it is not told, shows
+    it, asks, adopts, then builds the partial index sweeps need with
     CREATE INDEX CONCURRENTLY. The table itself is never altered. Adopting again
     with the same mapping changes nothing.
 
@@ -74,21 +75,24 @@ def adopt(
             name = resolve(conn, target, table)
             known = roles(conn)
             check_roles(columns, known)
-            mapping = {**propose(conn, name, known), **columns}
+            plan = plan_adoption(
+                conn,
+                name,
+                known,
+                columns,
+                {
+                    "active_statuses": statuses,
+                    "failed_status": failed_status,
+                    "time_zone": time_zone,
+                },
+            )
             note(f"mapping for {name}:")
-            for role, column in mapping.items():
-                origin = "given" if role in columns else "proposed"
+            for role, column in plan.mapping.items():
+                origin = plan.origins[role]
                 click.echo(f"  {role:<13} {column if column else '(absent)'}  [{origin}]", err=True)
             if not yes:
                 click.confirm(f"Adopt {name} with this mapping?", abort=True, err=True)
-            changed = ensure_adopted(
-                conn,
-                name,
-                {known[role].parameter: column for role, column in mapping.items()},
-                statuses,
-                failed_status,
-                time_zone,
-            )
+            changed = ensure_adopted(conn, name, plan)
             click.echo(f"adopted {name}" if changed else f"{name} is already adopted as shown")
             if not build_missing_indexes(conn, creating, name):
                 note("its sweep index already exists")

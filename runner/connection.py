@@ -36,6 +36,12 @@ T = TypeVar("T")
 DEFAULT_SCHEMA = "stuck_runs"
 # The application's schema when its URL names none: where Prisma puts its tables.
 DEFAULT_APP_SCHEMA = "public"
+# yoyo's table of applied migrations, in stuck-runs' schema.
+MIGRATION_TABLE = "_yoyo_migration"
+# A schema holds an install when it holds these tables, side by side: the
+# install's own bookkeeping, never a function name (an application may have a
+# recover_stuck_runs of its own, and 0.1 put stuck-runs in the app's schema).
+INSTALL_MARKERS = [MIGRATION_TABLE, "stuck_runs_settings"]
 _LIBPQ_KEYWORDS = frozenset(c.keyword.decode() for c in pq.Conninfo.get_defaults())
 _URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I)

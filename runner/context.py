@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from .connection import (
+    INSTALL_MARKERS,
     OperationalError,
     Target,
     first_line,
@@ -227,15 +228,18 @@ def print_notices(
     conn.add_notice_handler(show)
 
 
-# One round trip: which of the two candidate schemas hold stuck-runs, and may we use them.
+# One round trip: which of the two candidate schemas hold stuck-runs (by its own
+# bookkeeping, connection.INSTALL_MARKERS), and may we use them.
 _LOCATE = """
 SELECT n.nspname::text AS schema,
-       EXISTS (SELECT FROM pg_catalog.pg_proc AS p
-               WHERE p.pronamespace = n.oid AND p.proname = 'recover_stuck_runs') AS installed,
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+          AND c.relname = ANY(%(markers)s::text[]))
+         = pg_catalog.cardinality(%(markers)s::text[]) AS installed,
        pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS usable,
        CURRENT_USER::text AS username
 FROM pg_catalog.pg_namespace AS n
-WHERE n.nspname = ANY (%s::text[])
+WHERE n.nspname = ANY (%(candidates)s::text[])
 """
 
 
@@ -252,7 +256,8 @@ def locate(conn: psycopg.Connection, target: Target, settings: Settings) -> Targ
     if not settings.schema_given and target.app_schema != target.schema:
         candidates.append(target.app_schema)
     with conn.cursor(row_factory=tuple_row) as cur:
-        rows = {r[0]: r[1:] for r in cur.execute(_LOCATE, (candidates,))}
+        params = {"candidates": candidates, "markers": INSTALL_MARKERS}
+        rows = {r[0]: r[1:] for r in cur.execute(_LOCATE, params)}
     legacy = rows.get(target.app_schema, (False,))[0] if len(candidates) > 1 else False
     if legacy and not rows.get(target.schema, (False,))[0]:
         note(

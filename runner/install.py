@@ -7,12 +7,24 @@ dropped and re-created its table (prisma migrate reset).
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
+import psycopg
 
 from .connection import OperationalError, Target, connect, pinned
-from .context import Settings, locate, note, print_notices, run, timeout_options, warn
+from .context import (
+    BadOptionValue,
+    Settings,
+    describe,
+    locate,
+    note,
+    print_notices,
+    run,
+    timeout_options,
+    warn,
+)
 from .registry import (
     adopt_command,
     build_missing_indexes,
@@ -20,6 +32,7 @@ from .registry import (
     column_options,
     creating,
     ensure_adopted,
+    plan_adoption,
     propose,
     resolve,
     roles,
@@ -108,14 +121,26 @@ def migrate(
             if not relocate:
                 target = locate(conn, target, settings)
             _check_writers(conn, target)
-        applied = apply_migrations(
-            target,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            lock_timeout=lock_timeout,
-            on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
-            relocate_from=target.app_schema if relocate else None,
-        )
+        try:
+            applied = apply_migrations(
+                target,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
+                lock_timeout=lock_timeout,
+                on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
+                relocate_from=target.app_schema if relocate else None,
+                on_note=note,
+            )
+        except psycopg.Error as exc:
+            if relocate or target.schema == settings.schema:
+                raise
+            # 0.1's install in the app's schema: 0003 cannot be applied there
+            # when the app's own qualification_runs lacks a column it comments on.
+            raise OperationalError(
+                f"could not upgrade stuck-runs in schema {target.schema!r}, where 0.1 installed "
+                f"it ({describe(exc, target.schema)}); `stuck-runs migrate --relocate` moves it "
+                f"into schema {settings.schema!r} and upgrades it there"
+            ) from None
         with connect(
             target,
             connect_timeout=connect_timeout,
@@ -174,11 +199,22 @@ def _check_writers(conn, target: Target) -> None:
 
 
 def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
-    """Adopt with the proposed mapping plus --column, or say which command would."""
-    name = resolve(conn, target, table)
+    """Adopt with --column and --time-zone over what the table's entry holds (else the
+    proposal), or say which command would. What it is not told, it keeps."""
+    try:
+        name = resolve(conn, target, table)
+    except BadOptionValue:
+        moved = _moved(conn, target, table)
+        if moved is None:
+            raise
+        # The application re-mapped its table (Prisma's @@map): the start-up
+        # line names the old name, and must not keep the app from starting.
+        warn(moved)
+        return
     known = roles(conn)
     check_roles(columns, known)
-    mapping = {**propose(conn, name, known), **columns}
+    plan = plan_adoption(conn, name, known, columns, {"time_zone": time_zone})
+    mapping = plan.mapping
     missing = [role for role, row in known.items() if row.required and not mapping.get(role)]
     if missing:
         click.echo(
@@ -190,6 +226,73 @@ def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | Non
         line = adopt_command(table, {**mapping, **placeholders}, known, migrate=True)
         click.echo(f"  {line}", err=True)
         sys.exit(1)
-    columns_by_parameter = {known[role].parameter: column for role, column in mapping.items()}
-    if ensure_adopted(conn, name, columns_by_parameter, None, None, time_zone):
+    if ensure_adopted(conn, name, plan):
         note(f"adopted {name}: recovery covers it")
+
+
+# What became of a table the registry knew under this name: renamed (its entry's
+# oid lives on under another name), or dropped, with the one unadopted table of
+# its schema that has every required column the entry mapped (Prisma's @@map
+# change drops the table and creates it under the new name).
+_MOVED = """
+WITH wanted AS (
+    SELECT CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN %(app)s ELSE p.parts[1] END AS nsp,
+           p.parts[pg_catalog.cardinality(p.parts)] AS rel
+    FROM (SELECT pg_catalog.parse_ident(%(name)s) AS parts) AS p
+    WHERE pg_catalog.cardinality(p.parts) IN (1, 2)
+)
+SELECT t.schema_name,
+       (SELECT CASE WHEN c.relnamespace::regnamespace::text
+                         OPERATOR(pg_catalog.=) pg_catalog.quote_ident(t.schema_name)
+                    THEN pg_catalog.quote_ident(c.relname) ELSE c.oid::regclass::text END
+        FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name) AS renamed,
+       (SELECT pg_catalog.array_agg(pg_catalog.quote_ident(c.relname) ORDER BY c.relname)
+        FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relkind IN ('r', 'p')
+          AND NOT EXISTS (SELECT FROM stuck_runs_tables AS u
+                          WHERE u.table_name OPERATOR(pg_catalog.=) c.oid)
+          AND NOT EXISTS (
+              SELECT FROM stuck_runs_roles AS r
+              WHERE r.required AND NOT EXISTS (
+                  SELECT FROM pg_catalog.pg_attribute AS a
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum > 0
+                    AND NOT a.attisdropped
+                    AND a.attname OPERATOR(pg_catalog.=)
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) r.parameter)))
+         AS candidates
+FROM stuck_runs_tables AS t
+JOIN wanted AS w ON (t.schema_name, t.relation_name) = (w.nsp, w.rel)
+"""
+
+
+def _moved(conn, target: Target, table: str) -> str | None:
+    """One line on a table `migrate --adopt` names that is gone but was adopted; else None.
+
+    None (no evidence it was ever adopted: a typo) keeps the usage error.
+    """
+    try:
+        row = conn.execute(_MOVED, {"app": target.app_schema, "name": table}).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None:
+        return None
+    schema, renamed, candidates = row
+    if renamed is not None:
+        return (
+            f"{table} was renamed to {renamed} and recovery still covers it; put the new name "
+            f"in the start-up line: {shlex.join(['stuck-runs', 'migrate', '--adopt', renamed])}"
+        )
+    start = f"there is no table {table!r} in schema {schema!r} any more, and it was adopted"
+    if candidates and len(candidates) == 1:
+        line = shlex.join(["stuck-runs", "migrate", "--adopt", candidates[0]])
+        return (
+            f"{start}: if the application renamed it (e.g. Prisma's @@map) to "
+            f"{candidates[0]}, which recovery does not cover yet, put its new name in the "
+            f"start-up line: {line}"
+        )
+    return (
+        f"{start}; recovery no longer covers it: if the application renamed it (e.g. "
+        "Prisma's @@map), put its new name in the start-up line: "
+        "stuck-runs migrate --adopt NEW_NAME"
+    )

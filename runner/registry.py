@@ -123,37 +123,105 @@ def adopt_command(
     return shlex.join(parts if migrate else [*parts, "--yes"])
 
 
-def current_mapping(conn: psycopg.Connection, table: str) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT * FROM stuck_runs_tables WHERE table_name OPERATOR(pg_catalog.=) %s::regclass",
-            (table,),
-        ).fetchone()
+# The registry's entry for a table: its own, else the stale one recorded under
+# its schema and name (the application dropped and re-created it, e.g. prisma
+# migrate reset), so that re-adopting it keeps what was set for it. `current`:
+# the entry is the table's own and knows it by its name of today (a renamed
+# table is adopted again, to record its new name).
+_ENTRY = """
+SELECT t.*,
+       t.table_name OPERATOR(pg_catalog.=) c.oid
+       AND (t.schema_name, t.relation_name) IS NOT DISTINCT FROM (n.nspname::text, c.relname::text)
+         AS current
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+JOIN stuck_runs_tables AS t
+  ON t.table_name OPERATOR(pg_catalog.=) c.oid
+  OR (t.schema_name, t.relation_name) = (n.nspname::text, c.relname::text)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS o
+                     WHERE o.oid OPERATOR(pg_catalog.=) t.table_name)
+WHERE c.oid OPERATOR(pg_catalog.=) %s::regclass
+ORDER BY t.table_name OPERATOR(pg_catalog.=) c.oid DESC
+LIMIT 1
+"""
+
+# adopt_runs_table()'s named parameters, from the catalog: whatever a later
+# migration adds is kept by re-adoption like the rest.
+_PARAMETERS = """
+SELECT DISTINCT a.name FROM pg_catalog.pg_proc AS p,
+     LATERAL pg_catalog.unnest(p.proargnames) AS a(name)
+WHERE p.proname = 'adopt_runs_table'
+  AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace AS n
+                        WHERE n.nspname = pg_catalog.current_schema())
+"""
+
+_COLUMNS = """
+SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
+WHERE a.attrelid OPERATOR(pg_catalog.=) %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
 
 
-def ensure_adopted(
+@dataclass
+class Plan:
+    """What adoption will pass to adopt_runs_table(), and where each role's column came from."""
+
+    arguments: dict[str, Any]  # adopt_runs_table()'s named arguments, table_name aside
+    mapping: dict[str, str | None]  # role -> column
+    origins: dict[str, str]  # role -> given, kept or proposed
+    entry: dict[str, Any] | None  # the registry's entry it replaces, if any
+
+
+def plan_adoption(
     conn: psycopg.Connection,
     table: str,
+    known: dict[str, Role],
     columns: dict[str, str | None],
-    active_statuses: list[str] | None,
-    failed_status: str | None,
-    time_zone: str | None,
-) -> bool:
-    """Adopt `table` with these arguments unless it already is; True when something changed.
+    options: dict[str, Any],
+) -> Plan:
+    """Adoption changes only what it is told.
 
-    `columns` maps adopt_runs_table()'s column parameters (stuck_runs_roles.parameter)
-    to column names. Every argument travels as a parameter; the argument names are
-    quoted identifiers.
+    Each argument is what the command was told (`columns` by role, `options`
+    by parameter: statuses, time zone), else what the registry already holds
+    for the table (a column only while the table still has it), else, for
+    columns, the proposal by name; parameters nobody set take adopt_runs_table()'s
+    defaults. So the start-up line never undoes an earlier `adopt --time-zone`,
+    custom statuses or an attempts column set through SQL.
     """
-    given: dict[str, object] = {
-        **columns,
-        **({"active_statuses": active_statuses} if active_statuses is not None else {}),
-        **({"failed_status": failed_status} if failed_status is not None else {}),
-        **({"time_zone": time_zone} if time_zone is not None else {}),
-    }
-    entry = current_mapping(conn, table)
-    if entry is not None and all(
-        entry.get(key) == value for key, value in {"time_zone": "UTC", **given}.items()
+    with conn.cursor(row_factory=dict_row) as cur:
+        entry = cur.execute(_ENTRY, (table,)).fetchone()
+    proposal = propose(conn, table, known)
+    has = {row[0] for row in conn.execute(_COLUMNS, (table,)).fetchall()}
+    arguments: dict[str, Any] = {}
+    mapping: dict[str, str | None] = {}
+    origins: dict[str, str] = {}
+    for role, spec in known.items():
+        kept = entry.get(spec.parameter) if entry else None
+        if role in columns:
+            mapping[role], origins[role] = columns[role], "given"
+        elif entry is not None and (kept is None or kept in has):
+            mapping[role], origins[role] = kept, "kept"
+        else:
+            mapping[role], origins[role] = proposal.get(role), "proposed"
+        arguments[spec.parameter] = mapping[role]
+    if entry is not None:
+        parameters = {row[0] for row in conn.execute(_PARAMETERS).fetchall()}
+        for name in sorted(parameters - set(arguments) - {"table_name"}):
+            if name in entry:
+                arguments[name] = entry[name]
+    arguments.update({name: value for name, value in options.items() if value is not None})
+    return Plan(arguments, mapping, origins, entry)
+
+
+def ensure_adopted(conn: psycopg.Connection, table: str, plan: Plan) -> bool:
+    """Adopt `table` as planned unless its entry already says so; True when something changed.
+
+    Every argument travels as a parameter; the argument names are quoted identifiers.
+    """
+    entry = plan.entry
+    if (
+        entry is not None
+        and entry["current"]
+        and all(entry.get(key) == value for key, value in plan.arguments.items())
     ):
         return False
     arguments = sql.SQL(", ").join(
@@ -161,14 +229,14 @@ def ensure_adopted(
             sql.SQL("table_name => {}::regclass").format(sql.Placeholder("table_name")),
             *(
                 sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name))
-                for name in given
+                for name in plan.arguments
             ),
         ]
     )
     with option_values("--column"), conn.transaction():
         conn.execute(
             sql.SQL("SELECT adopt_runs_table({})").format(arguments),
-            {"table_name": table, **given},
+            {"table_name": table, **plan.arguments},
         )
     return True
 
