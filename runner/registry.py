@@ -126,12 +126,15 @@ def adopt_command(
 # The registry's entry for a table: its own, else the stale one recorded under
 # its schema and name (the application dropped and re-created it, e.g. prisma
 # migrate reset), so that re-adopting it keeps what was set for it. `current`:
-# the entry is the table's own and knows it by its name of today (a renamed
-# table is adopted again, to record its new name).
+# the entry is the table's own, knows it by its name of today (a renamed table
+# is adopted again, to record its new name) and is in force (an entry nobody
+# vouches for, made before 0.3, is adopted again to record who vouches).
 _ENTRY = """
 SELECT t.*,
        t.table_name OPERATOR(pg_catalog.=) c.oid
        AND (t.schema_name, t.relation_name) IS NOT DISTINCT FROM (n.nspname::text, c.relname::text)
+       AND EXISTS (SELECT FROM _stuck_runs_covered AS v
+                   WHERE v.table_name OPERATOR(pg_catalog.=) t.table_name)
          AS current
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace

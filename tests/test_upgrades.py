@@ -206,6 +206,15 @@ def assert_moved_whole(url: str, app_schema: str, before: dict, *, fresh: str) -
         history = conn.execute("SELECT migration_id FROM stuck_runs._yoyo_migration ORDER BY 1")
         assert [row[0] for row in history] == [m.id for m in read_history()]
 
+    # 0.1 let any role register any table, so nobody can vouch for its entries:
+    # recovery skips them, loudly, until the start-up line adopts them again
+    # (keeping what they were adopted with).
+    warned = run_cli("--database-url", url, "list")
+    assert "registered before stuck-runs 0.3" in warned.stderr
+    assert "stuck-runs migrate --adopt" in warned.stderr
+    readopted = run_cli("--database-url", url, "migrate", "--adopt", "jobs")
+    assert readopted.returncode == 0, readopted.stderr
+
     # Recovery works from the runner, and from SQL.
     recovered = run_cli("--database-url", url, "recover", "--json")
     assert recovered.returncode == 0, recovered.stderr
