@@ -130,21 +130,27 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_runs_here(regclass) IS
     'Whether code attached to the table may run as the current role: only when its owner is a superuser or is this very session''s role. Otherwise recovery writes the table as its owner (_stuck_runs_as_owner).';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk() RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk(owner_id oid) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- Before PostgreSQL 17 a deferred trigger fires at COMMIT as whoever
-    -- commits, not as the role that queued it: a non-superuser's deferrable
-    -- trigger, queued by a step run as its owner, would fire as the caller.
+    -- commits, not as the role that queued it. A step run as the owner can
+    -- queue one on any table the owner may write: a user trigger, or the
+    -- recheck of a deferrable UNIQUE or EXCLUDE constraint (which evaluates
+    -- the owner's index expressions). Foreign-key checks run as the table's
+    -- owner whenever they fire, so they do not count.
     SELECT pg_catalog.string_agg(tg.oid::text, ',' ORDER BY tg.oid)
     FROM pg_catalog.pg_trigger AS tg
     JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-    WHERE tg.tgdeferrable AND NOT tg.tgisinternal AND NOT o.rolsuper
+    LEFT JOIN pg_catalog.pg_constraint AS k ON k.oid OPERATOR(pg_catalog.=) tg.tgconstraint
+    WHERE tg.tgdeferrable AND NOT o.rolsuper
+      AND (k.contype IS NULL OR k.contype OPERATOR(pg_catalog.<>) 'f')
+      AND pg_catalog.has_table_privilege(owner_id, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
       AND pg_catalog.current_setting('server_version_num')::integer OPERATOR(pg_catalog.<) 170000
 $$;
-COMMENT ON FUNCTION _stuck_runs_deferred_risk() IS
-    'On PostgreSQL before 17: the deferrable triggers of non-superusers, which would fire at COMMIT as the committing role (NULL when there are none, and always on 17 and later).';
+COMMENT ON FUNCTION _stuck_runs_deferred_risk(oid) IS
+    'On PostgreSQL before 17: the deferrable triggers (user triggers, UNIQUE and EXCLUDE rechecks) of non-superusers on tables the role may write, which would fire at COMMIT as the committing role. NULL when there are none, and always on 17 and later.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_session_state() RETURNS text
 LANGUAGE sql VOLATILE
@@ -153,6 +159,8 @@ AS $$
     -- a plain SET, a temporary object, a prepared statement or a held cursor
     -- would outlive the step in the caller's session (a search_path that puts
     -- the owner's schema first, a temporary table that shadows a catalog view).
+    -- Not seen: custom placeholder settings (SET a.b), which nothing of
+    -- stuck-runs or PostgreSQL reads, and which the rollback undoes anyway.
     -- _stuck_runs_as_owner() compares this before and after the step and rolls
     -- the step back on any difference. (It reads search_path itself: here the
     -- function's own pinned path would hide the session's.)
@@ -173,19 +181,40 @@ AS $$
                WHERE op.oprnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
                UNION ALL
                SELECT 'c'::pg_catalog.text, co.oid FROM pg_catalog.pg_collation AS co
-               WHERE co.collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS o),
+               WHERE co.collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'v'::pg_catalog.text, cv.oid FROM pg_catalog.pg_conversion AS cv
+               WHERE cv.connamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'x'::pg_catalog.text, sx.oid FROM pg_catalog.pg_statistic_ext AS sx
+               WHERE sx.stxnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'g'::pg_catalog.text, tc.oid FROM pg_catalog.pg_ts_config AS tc
+               WHERE tc.cfgnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'd'::pg_catalog.text, td.oid FROM pg_catalog.pg_ts_dict AS td
+               WHERE td.dictnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS o),
+        (SELECT pg_catalog.string_agg(l.channel, ',' ORDER BY l.channel)
+         FROM pg_catalog.pg_listening_channels() AS l(channel)),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode),
+                                      ',' ORDER BY k.classid, k.objid, k.objsubid, k.mode)
+         FROM pg_catalog.pg_locks AS k
+         WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
+           AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
         (SELECT pg_catalog.string_agg(ps.name, ',' ORDER BY ps.name) FROM pg_catalog.pg_prepared_statements AS ps),
         (SELECT pg_catalog.string_agg(cu.name, ',' ORDER BY cu.name) FROM pg_catalog.pg_cursors AS cu),
-        -- Deferrable triggers of non-superusers (see _stuck_runs_deferred_risk()).
+        -- Deferrable triggers of non-superusers (see _stuck_runs_deferred_risk()):
+        -- one made during the step could have been queued by it.
         (SELECT pg_catalog.string_agg(tg.oid::pg_catalog.text, ',' ORDER BY tg.oid)
          FROM pg_catalog.pg_trigger AS tg
          JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
          JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-         WHERE tg.tgdeferrable AND NOT tg.tgisinternal AND NOT o.rolsuper)
+         WHERE tg.tgdeferrable AND NOT o.rolsuper
+           AND pg_catalog.current_setting('server_version_num')::pg_catalog.int4 OPERATOR(pg_catalog.<) 170000)
     ]::pg_catalog.text[], ' | ', '')
 $$;
 COMMENT ON FUNCTION _stuck_runs_session_state() IS
-    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, deferrable triggers of non-superusers.';
+    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, LISTEN channels, advisory locks, deferrable triggers of non-superusers (before PostgreSQL 17).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_as_owner(
     table_name   regclass,
@@ -201,10 +230,14 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     owner_name name;
+    owner_id   oid;
     home       text := _stuck_runs_schema();
     before     text;
     after      text;
     result     jsonb;
+    locks      text[];
+    prepared   text[];
+    leftover   record;
 BEGIN
     -- statement reads or writes table_name with parameters $1..$5 (the
     -- arguments above, in order) and yields one jsonb value. It names every
@@ -215,7 +248,7 @@ BEGIN
         RETURN result;
     END IF;
 
-    SELECT o.rolname INTO owner_name
+    SELECT o.rolname, o.oid INTO owner_name, owner_id
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
     WHERE c.oid OPERATOR(pg_catalog.=) table_name;
@@ -224,8 +257,15 @@ BEGIN
     EXECUTE pg_catalog.format(
         'SELECT pg_catalog.concat(pg_catalog.current_setting(''search_path''), '' | '', %s._stuck_runs_session_state())',
         home) INTO before;
-    IF _stuck_runs_deferred_risk() IS NOT NULL THEN
-        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable trigger, which PostgreSQL before 17 would fire at COMMIT as %', table_name, CURRENT_USER
+    -- What cannot be rolled back (session advisory locks, prepared
+    -- statements) is undone by hand if the step adds any.
+    SELECT pg_catalog.array_agg(pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode))
+        INTO locks
+    FROM pg_catalog.pg_locks AS k
+    WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid();
+    SELECT pg_catalog.array_agg(ps.name) INTO prepared FROM pg_catalog.pg_prepared_statements AS ps;
+    IF _stuck_runs_deferred_risk(owner_id) IS NOT NULL THEN
+        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable trigger on a table % may write, which PostgreSQL before 17 would fire at COMMIT as %', table_name, owner_name, CURRENT_USER
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Recover it as its owner, or on PostgreSQL 17 or later.';
     END IF;
@@ -243,16 +283,24 @@ BEGIN
                 ' IF CURRENT_USER OPERATOR(pg_catalog.<>) %L THEN'
                 '  RAISE EXCEPTION %L USING ERRCODE = %L; END IF;'
                 ' EXECUTE %L INTO result USING $1, $2, $3, $4, $5;'
+                -- Deferred constraints and triggers fire here, as the owner,
+                -- and a failure stays this table's.
+                ' SET CONSTRAINTS ALL IMMEDIATE;'
                 ' RETURN result; END',
                 owner_name, 'stuck-runs: the step did not run as the table''s owner',
                 'insufficient_privilege', statement));
         EXECUTE pg_catalog.format(
             'ALTER FUNCTION pg_temp._stuck_runs_step(timestamptz, integer, integer, interval, text) OWNER TO %I',
             owner_name);
-    EXCEPTION WHEN insufficient_privilege THEN
-        RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and % cannot act as that role', table_name, owner_name, CURRENT_USER
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = pg_catalog.format('Recover it as %s (or a superuser): its own code must not run as %s.', owner_name, CURRENT_USER);
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and % cannot act as that role', table_name, owner_name, CURRENT_USER
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = pg_catalog.format('Recover it as %s (or a superuser): its own code must not run as %s.', owner_name, CURRENT_USER);
+        WHEN read_only_sql_transaction THEN
+            RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and a read-only transaction cannot act as that role', table_name, owner_name
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = pg_catalog.format('Read it as %s, or outside a read-only transaction.', owner_name);
     END;
     EXECUTE pg_catalog.format('SELECT %s($1, $2, $3, $4, $5)', 'pg_temp._stuck_runs_step')
         INTO result USING cutoff, max_runs, max_attempts, older_than, value;
@@ -264,8 +312,44 @@ BEGIN
         'SELECT pg_catalog.concat(pg_catalog.current_setting(''search_path''), '' | '', %s._stuck_runs_session_state())',
         home) INTO after;
     IF after OPERATOR(pg_catalog.<>) before THEN
+        FOR leftover IN
+            SELECT k.classid, k.objid, k.objsubid, k.mode
+            FROM pg_catalog.pg_locks AS k
+            WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
+              AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+              AND pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode)
+                  OPERATOR(pg_catalog.<>) ALL (coalesce(locks, '{}'::pg_catalog.text[]))
+        LOOP
+            -- A session lock outlives any rollback; a transaction lock is
+            -- released with it (the unlock below then just says no).
+            FOR i IN 1..1000 LOOP
+                EXIT WHEN NOT CASE
+                    WHEN leftover.objsubid OPERATOR(pg_catalog.=) 1 AND leftover.mode OPERATOR(pg_catalog.=) 'ShareLock'
+                    THEN pg_catalog.pg_advisory_unlock_shared(
+                             (leftover.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+                             OPERATOR(pg_catalog.|) leftover.objid::pg_catalog.int8)
+                    WHEN leftover.objsubid OPERATOR(pg_catalog.=) 1
+                    THEN pg_catalog.pg_advisory_unlock(
+                             (leftover.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+                             OPERATOR(pg_catalog.|) leftover.objid::pg_catalog.int8)
+                    WHEN leftover.mode OPERATOR(pg_catalog.=) 'ShareLock'
+                    THEN pg_catalog.pg_advisory_unlock_shared(
+                             leftover.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4,
+                             leftover.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)
+                    ELSE pg_catalog.pg_advisory_unlock(
+                             leftover.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4,
+                             leftover.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)
+                END;
+            END LOOP;
+        END LOOP;
+        FOR leftover IN
+            SELECT ps.name FROM pg_catalog.pg_prepared_statements AS ps
+            WHERE ps.name OPERATOR(pg_catalog.<>) ALL (coalesce(prepared, '{}'::pg_catalog.text[]))
+        LOOP
+            EXECUTE pg_catalog.format('DEALLOCATE %I', leftover.name);
+        END LOOP;
         -- Raised inside the caller's per-table subtransaction: the step, and
-        -- whatever it left in the session, is rolled back with it.
+        -- whatever else it left in the session, is rolled back with it.
         RAISE EXCEPTION 'stuck-runs: code on % (owned by %) changed this session''s settings or objects; its changes were rolled back', table_name, owner_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -1015,13 +1099,15 @@ COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
 
 CREATE OR REPLACE VIEW _stuck_runs_covered AS
     -- Every sweep starts here, so it is a view (planned into the caller's query,
-    -- no function call): the table exists, every mapped column is still there,
+    -- no function call): the table exists (still a table), every mapped column
+    -- is still there with a type that fits its role,
     -- and whoever registered it could still adopt it (an entry written before
     -- 0.3 has no adopter and waits for `migrate --adopt` to confirm it). Why a
     -- table is left out is for stuck_runs_coverage_problems() to say.
     SELECT s.* FROM stuck_runs_tables AS s
     WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c
                   WHERE c.oid OPERATOR(pg_catalog.=) s.table_name
+                    AND c.relkind OPERATOR(pg_catalog.=) 'r'
                     AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
                                           WHERE a.oid OPERATOR(pg_catalog.=) s.adopted_by)
                              THEN pg_catalog.pg_has_role(s.adopted_by, c.relowner, 'USAGE') END)
@@ -1032,10 +1118,28 @@ CREATE OR REPLACE VIEW _stuck_runs_covered AS
             AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                             WHERE a.attrelid OPERATOR(pg_catalog.=) s.table_name
                               AND a.attname OPERATOR(pg_catalog.=) j.name
-                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped))
+                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                              AND _stuck_runs_fits(r.kind, a.atttypid::regtype)))
     ORDER BY s.table_name::text;
 COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_bound_lock_wait() RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    -- A table someone holds locked (a long migration, VACUUM FULL, a hostile
+    -- owner's LOCK TABLE) is given up after at most 2 s instead of holding up
+    -- every other table until statement_timeout, whatever lock_timeout the
+    -- database, the role or the session set. Local to the transaction; the
+    -- callers put the old value back.
+    SELECT pg_catalog.set_config('lock_timeout', '2s', true)
+    FROM pg_catalog.pg_settings AS s
+    WHERE s.name OPERATOR(pg_catalog.=) 'lock_timeout'
+      AND (s.setting::pg_catalog.int8 OPERATOR(pg_catalog.=) 0
+           OR s.setting::pg_catalog.int8 OPERATOR(pg_catalog.>) 2000)
+$$;
+COMMENT ON FUNCTION _stuck_runs_bound_lock_wait() IS
+    'Bounds the wait for one table''s lock to 2 seconds for the rest of the transaction (callers restore lock_timeout when done), so that one locked table never stalls the others.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_warn_uncovered(covered integer) RETURNS void
 LANGUAGE plpgsql STABLE
@@ -1104,12 +1208,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END;
 
-    -- A table someone holds locked (a long migration, VACUUM FULL, a hostile
-    -- owner's LOCK TABLE) is given up after a short wait instead of holding
-    -- up every other table until statement_timeout.
-    IF pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0' THEN
-        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
-    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, locked, a row that a trigger or a CHECK refuses, a value out of
@@ -1120,11 +1219,12 @@ BEGIN
         EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
-            -- building and planning the full sweep answers it. It runs no code
-            -- of the table's owner (no casts, no triggers); where row-level
-            -- security applies to this role it would (policies), so the sweep,
-            -- run as the owner, answers instead.
-            IF NOT pg_catalog.row_security_active(t.table_name) THEN
+            -- building and planning the full sweep answers it. Even a read runs
+            -- code of the table's owner (the planner evaluates its immutable
+            -- functions in index expressions and predicates; its policies), so
+            -- where that code may not run here the sweep, as the owner, answers
+            -- instead.
+            IF _stuck_runs_runs_here(t.table_name) THEN
                 EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
                                _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
                     INTO any_stuck USING cutoff;
@@ -1194,9 +1294,12 @@ BEGIN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN pg_catalog.format('SELECT * FROM %s.recover_stuck_runs(%s)', _stuck_runs_schema(),
-                  CASE WHEN older_than IS NULL THEN ''
-                       ELSE pg_catalog.format('older_than => %L::interval', older_than) END);
+    -- Every argument typed: an exact match, which no overload planted beside
+    -- it (in public, say) can beat or make ambiguous.
+    RETURN pg_catalog.format('SELECT * FROM %1$s.recover_stuck_runs(%2$s, NULL::integer, NULL::integer)',
+                  _stuck_runs_schema(),
+                  CASE WHEN older_than IS NULL THEN pg_catalog.format('%s._stuck_runs_threshold()', _stuck_runs_schema())
+                       ELSE pg_catalog.format('%L::interval', older_than) END);
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
@@ -1212,40 +1315,26 @@ RETURNS TABLE (
     age        interval,
     idle       interval
 )
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
     t         stuck_runs_tables;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
     covered   integer := 0;
+    query     text;
 BEGIN
-    IF lock_wait OPERATOR(pg_catalog.=) '0' THEN
-        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);  -- see recover_stuck_runs()
-    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         covered := covered OPERATOR(pg_catalog.+) 1;
         BEGIN
-            -- Reading runs no code of the table's owner (no casts: statuses and
-            -- ids print through their types' output functions), except policies
-            -- of row-level security that applies to this role: those would run
-            -- as this role, and hide rows. Read-only callers (the views, a
-            -- standby) cannot switch to the owner, so such a table is left out,
-            -- loudly, unless its policies are this role's own or a superuser's.
-            IF pg_catalog.row_security_active(t.table_name)
-               AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
-                               JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-                               WHERE c.oid OPERATOR(pg_catalog.=) t.table_name
-                                 AND (o.rolsuper OR (o.rolname OPERATOR(pg_catalog.=) CURRENT_USER
-                                                     AND o.rolname OPERATOR(pg_catalog.=) SESSION_USER))) THEN
-                RAISE EXCEPTION 'row-level security applies to % on it; its policies are its owner''s code', CURRENT_USER
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
-            -- An infinite timestamp has no age: NULL, not an out-of-range error.
-            RETURN QUERY EXECUTE pg_catalog.format(
-                'SELECT %1$L::text, %2$s, %3$s, %4$s, %5$s,'
-                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END,'
-                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END'
+            -- Statuses and ids print through their types' output functions,
+            -- never a cast. An infinite timestamp has no age: NULL.
+            query := pg_catalog.format(
+                'SELECT %1$L::text AS table_name, %2$s AS run_id, %3$s AS status, %4$s AS completed,'
+                ' %5$s AS total,'
+                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END AS age,'
+                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END AS idle'
                 ' FROM %8$s AS r WHERE %9$s',
                 t.table_name::text, _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
                 _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
@@ -1253,9 +1342,22 @@ BEGIN
                 _stuck_runs_qualified_name(t.table_name),
                 CASE WHEN idle_longer_than IS NULL
                      THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
-                                        _stuck_runs_column_type(t.table_name, t.status_column))
-                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $1)') END)
-            USING idle_longer_than;
+                                                _stuck_runs_column_type(t.table_name, t.status_column))
+                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)') END);
+            IF _stuck_runs_runs_here(t.table_name) THEN
+                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than;
+            ELSE
+                -- Even reading runs the owner's code (the planner evaluates the
+                -- immutable functions of its index expressions; its policies):
+                -- read as the owner. A read-only transaction cannot, and says so.
+                RETURN QUERY
+                    SELECT x.* FROM pg_catalog.jsonb_to_recordset(coalesce(_stuck_runs_as_owner(
+                        t.table_name,
+                        pg_catalog.format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) FROM (%s) AS l', query),
+                        older_than => idle_longer_than), '[]')) AS x(
+                        table_name text, run_id text, status text, completed integer, total integer,
+                        age interval, idle interval);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
                 USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
@@ -1266,7 +1368,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_list(interval) IS
-    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. Runs no code of a table''s owner; a table that cannot be read that way raises a WARNING and is left out.';
+    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. Reads a table as its owner where the owner''s code may not run as the reader; a table that cannot be read that way raises a WARNING and is left out.';
 
 CREATE OR REPLACE VIEW active_runs AS
 SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
@@ -1299,10 +1401,12 @@ DECLARE
     status_of text;
     found_status text;
     resumed   jsonb;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     IF run_id IS NULL THEN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
     FOR t IN
         SELECT * FROM _stuck_runs_covered AS s
         WHERE in_table IS NULL OR s.table_name OPERATOR(pg_catalog.=) in_table
@@ -1318,7 +1422,9 @@ BEGIN
         EXCEPTION
             WHEN data_exception OR integrity_constraint_violation THEN
                 status_of := NULL;  -- not an id this table can hold
-            WHEN insufficient_privilege THEN
+            WHEN OTHERS THEN
+                -- Locked, refused, or its owner's code raised: that table's
+                -- fault, not a reason to fail resuming a run elsewhere.
                 RAISE WARNING 'stuck-runs: % was not searched: %', t.table_name, SQLERRM;
                 status_of := NULL;
         END;
@@ -1353,6 +1459,7 @@ BEGIN
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
         _stuck_runs_count_sql(t.attempts_column)),
         value => run_id);
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
     RETURN QUERY SELECT t.table_name::text, resumed OPERATOR(pg_catalog.->>) 0, resumed OPERATOR(pg_catalog.->>) 1,
                         (resumed OPERATOR(pg_catalog.->>) 2)::integer, (resumed OPERATOR(pg_catalog.->>) 3)::integer,
                         (resumed OPERATOR(pg_catalog.->>) 4)::integer;

@@ -242,9 +242,11 @@ SELECT 'relation' AS kind, c.relname::text AS name, c.relkind::text AS detail, c
 FROM pg_catalog.pg_class AS c, ns
 WHERE c.relnamespace = ns.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  WHERE d.classid OPERATOR(pg_catalog.=)
+                        'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype IN ('a', 'i')
-                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+                    AND d.refclassid OPERATOR(pg_catalog.=)
+                        'pg_catalog.pg_class'::pg_catalog.regclass)
 UNION ALL
 SELECT 'routine', p.proname::text, pg_catalog.pg_get_function_identity_arguments(p.oid),
        p.oid::bigint
@@ -417,19 +419,20 @@ SELECT EXISTS (
     WHERE d.deptype = 'n'
       AND (d.refobjid IN (SELECT p.oid FROM pg_catalog.pg_proc AS p, src
                           WHERE p.pronamespace = src.oid)
-           AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
         OR d.refobjid IN (SELECT c.oid FROM pg_catalog.pg_class AS c, src
                           WHERE c.relnamespace = src.oid
-                            AND c.oid NOT IN (SELECT t.table_name FROM {registry} AS t))
-           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+                            AND c.oid OPERATOR(pg_catalog.<>) ALL (
+                                SELECT t.table_name::pg_catalog.oid FROM {registry} AS t))
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass)
       AND (d.objid IN (SELECT r.oid FROM pg_catalog.pg_rewrite AS r
                        JOIN pg_catalog.pg_class AS c ON c.oid = r.ev_class, dst
                        WHERE c.relnamespace = dst.oid)
-           AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
         OR d.objid IN (SELECT g.oid FROM pg_catalog.pg_trigger AS g
                        JOIN pg_catalog.pg_class AS c ON c.oid = g.tgrelid, dst
                        WHERE c.relnamespace = dst.oid)
-           AND d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass))
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass))
 """
 
 

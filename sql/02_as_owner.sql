@@ -31,21 +31,27 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_runs_here(regclass) IS
     'Whether code attached to the table may run as the current role: only when its owner is a superuser or is this very session''s role. Otherwise recovery writes the table as its owner (_stuck_runs_as_owner).';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk() RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk(owner_id oid) RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- Before PostgreSQL 17 a deferred trigger fires at COMMIT as whoever
-    -- commits, not as the role that queued it: a non-superuser's deferrable
-    -- trigger, queued by a step run as its owner, would fire as the caller.
+    -- commits, not as the role that queued it. A step run as the owner can
+    -- queue one on any table the owner may write: a user trigger, or the
+    -- recheck of a deferrable UNIQUE or EXCLUDE constraint (which evaluates
+    -- the owner's index expressions). Foreign-key checks run as the table's
+    -- owner whenever they fire, so they do not count.
     SELECT pg_catalog.string_agg(tg.oid::text, ',' ORDER BY tg.oid)
     FROM pg_catalog.pg_trigger AS tg
     JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-    WHERE tg.tgdeferrable AND NOT tg.tgisinternal AND NOT o.rolsuper
+    LEFT JOIN pg_catalog.pg_constraint AS k ON k.oid OPERATOR(pg_catalog.=) tg.tgconstraint
+    WHERE tg.tgdeferrable AND NOT o.rolsuper
+      AND (k.contype IS NULL OR k.contype OPERATOR(pg_catalog.<>) 'f')
+      AND pg_catalog.has_table_privilege(owner_id, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
       AND pg_catalog.current_setting('server_version_num')::integer OPERATOR(pg_catalog.<) 170000
 $$;
-COMMENT ON FUNCTION _stuck_runs_deferred_risk() IS
-    'On PostgreSQL before 17: the deferrable triggers of non-superusers, which would fire at COMMIT as the committing role (NULL when there are none, and always on 17 and later).';
+COMMENT ON FUNCTION _stuck_runs_deferred_risk(oid) IS
+    'On PostgreSQL before 17: the deferrable triggers (user triggers, UNIQUE and EXCLUDE rechecks) of non-superusers on tables the role may write, which would fire at COMMIT as the committing role. NULL when there are none, and always on 17 and later.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_session_state() RETURNS text
 LANGUAGE sql VOLATILE
@@ -54,6 +60,8 @@ AS $$
     -- a plain SET, a temporary object, a prepared statement or a held cursor
     -- would outlive the step in the caller's session (a search_path that puts
     -- the owner's schema first, a temporary table that shadows a catalog view).
+    -- Not seen: custom placeholder settings (SET a.b), which nothing of
+    -- stuck-runs or PostgreSQL reads, and which the rollback undoes anyway.
     -- _stuck_runs_as_owner() compares this before and after the step and rolls
     -- the step back on any difference. (It reads search_path itself: here the
     -- function's own pinned path would hide the session's.)
@@ -74,19 +82,40 @@ AS $$
                WHERE op.oprnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
                UNION ALL
                SELECT 'c'::pg_catalog.text, co.oid FROM pg_catalog.pg_collation AS co
-               WHERE co.collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS o),
+               WHERE co.collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'v'::pg_catalog.text, cv.oid FROM pg_catalog.pg_conversion AS cv
+               WHERE cv.connamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'x'::pg_catalog.text, sx.oid FROM pg_catalog.pg_statistic_ext AS sx
+               WHERE sx.stxnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'g'::pg_catalog.text, tc.oid FROM pg_catalog.pg_ts_config AS tc
+               WHERE tc.cfgnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'd'::pg_catalog.text, td.oid FROM pg_catalog.pg_ts_dict AS td
+               WHERE td.dictnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS o),
+        (SELECT pg_catalog.string_agg(l.channel, ',' ORDER BY l.channel)
+         FROM pg_catalog.pg_listening_channels() AS l(channel)),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode),
+                                      ',' ORDER BY k.classid, k.objid, k.objsubid, k.mode)
+         FROM pg_catalog.pg_locks AS k
+         WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
+           AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
         (SELECT pg_catalog.string_agg(ps.name, ',' ORDER BY ps.name) FROM pg_catalog.pg_prepared_statements AS ps),
         (SELECT pg_catalog.string_agg(cu.name, ',' ORDER BY cu.name) FROM pg_catalog.pg_cursors AS cu),
-        -- Deferrable triggers of non-superusers (see _stuck_runs_deferred_risk()).
+        -- Deferrable triggers of non-superusers (see _stuck_runs_deferred_risk()):
+        -- one made during the step could have been queued by it.
         (SELECT pg_catalog.string_agg(tg.oid::pg_catalog.text, ',' ORDER BY tg.oid)
          FROM pg_catalog.pg_trigger AS tg
          JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
          JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-         WHERE tg.tgdeferrable AND NOT tg.tgisinternal AND NOT o.rolsuper)
+         WHERE tg.tgdeferrable AND NOT o.rolsuper
+           AND pg_catalog.current_setting('server_version_num')::pg_catalog.int4 OPERATOR(pg_catalog.<) 170000)
     ]::pg_catalog.text[], ' | ', '')
 $$;
 COMMENT ON FUNCTION _stuck_runs_session_state() IS
-    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, deferrable triggers of non-superusers.';
+    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, LISTEN channels, advisory locks, deferrable triggers of non-superusers (before PostgreSQL 17).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_as_owner(
     table_name   regclass,
@@ -102,10 +131,14 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     owner_name name;
+    owner_id   oid;
     home       text := _stuck_runs_schema();
     before     text;
     after      text;
     result     jsonb;
+    locks      text[];
+    prepared   text[];
+    leftover   record;
 BEGIN
     -- statement reads or writes table_name with parameters $1..$5 (the
     -- arguments above, in order) and yields one jsonb value. It names every
@@ -116,7 +149,7 @@ BEGIN
         RETURN result;
     END IF;
 
-    SELECT o.rolname INTO owner_name
+    SELECT o.rolname, o.oid INTO owner_name, owner_id
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
     WHERE c.oid OPERATOR(pg_catalog.=) table_name;
@@ -125,8 +158,15 @@ BEGIN
     EXECUTE pg_catalog.format(
         'SELECT pg_catalog.concat(pg_catalog.current_setting(''search_path''), '' | '', %s._stuck_runs_session_state())',
         home) INTO before;
-    IF _stuck_runs_deferred_risk() IS NOT NULL THEN
-        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable trigger, which PostgreSQL before 17 would fire at COMMIT as %', table_name, CURRENT_USER
+    -- What cannot be rolled back (session advisory locks, prepared
+    -- statements) is undone by hand if the step adds any.
+    SELECT pg_catalog.array_agg(pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode))
+        INTO locks
+    FROM pg_catalog.pg_locks AS k
+    WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid();
+    SELECT pg_catalog.array_agg(ps.name) INTO prepared FROM pg_catalog.pg_prepared_statements AS ps;
+    IF _stuck_runs_deferred_risk(owner_id) IS NOT NULL THEN
+        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable trigger on a table % may write, which PostgreSQL before 17 would fire at COMMIT as %', table_name, owner_name, CURRENT_USER
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Recover it as its owner, or on PostgreSQL 17 or later.';
     END IF;
@@ -144,16 +184,24 @@ BEGIN
                 ' IF CURRENT_USER OPERATOR(pg_catalog.<>) %L THEN'
                 '  RAISE EXCEPTION %L USING ERRCODE = %L; END IF;'
                 ' EXECUTE %L INTO result USING $1, $2, $3, $4, $5;'
+                -- Deferred constraints and triggers fire here, as the owner,
+                -- and a failure stays this table's.
+                ' SET CONSTRAINTS ALL IMMEDIATE;'
                 ' RETURN result; END',
                 owner_name, 'stuck-runs: the step did not run as the table''s owner',
                 'insufficient_privilege', statement));
         EXECUTE pg_catalog.format(
             'ALTER FUNCTION pg_temp._stuck_runs_step(timestamptz, integer, integer, interval, text) OWNER TO %I',
             owner_name);
-    EXCEPTION WHEN insufficient_privilege THEN
-        RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and % cannot act as that role', table_name, owner_name, CURRENT_USER
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = pg_catalog.format('Recover it as %s (or a superuser): its own code must not run as %s.', owner_name, CURRENT_USER);
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and % cannot act as that role', table_name, owner_name, CURRENT_USER
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = pg_catalog.format('Recover it as %s (or a superuser): its own code must not run as %s.', owner_name, CURRENT_USER);
+        WHEN read_only_sql_transaction THEN
+            RAISE EXCEPTION 'stuck-runs: % was not touched: it belongs to %, and a read-only transaction cannot act as that role', table_name, owner_name
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = pg_catalog.format('Read it as %s, or outside a read-only transaction.', owner_name);
     END;
     EXECUTE pg_catalog.format('SELECT %s($1, $2, $3, $4, $5)', 'pg_temp._stuck_runs_step')
         INTO result USING cutoff, max_runs, max_attempts, older_than, value;
@@ -165,8 +213,44 @@ BEGIN
         'SELECT pg_catalog.concat(pg_catalog.current_setting(''search_path''), '' | '', %s._stuck_runs_session_state())',
         home) INTO after;
     IF after OPERATOR(pg_catalog.<>) before THEN
+        FOR leftover IN
+            SELECT k.classid, k.objid, k.objsubid, k.mode
+            FROM pg_catalog.pg_locks AS k
+            WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
+              AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+              AND pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode)
+                  OPERATOR(pg_catalog.<>) ALL (coalesce(locks, '{}'::pg_catalog.text[]))
+        LOOP
+            -- A session lock outlives any rollback; a transaction lock is
+            -- released with it (the unlock below then just says no).
+            FOR i IN 1..1000 LOOP
+                EXIT WHEN NOT CASE
+                    WHEN leftover.objsubid OPERATOR(pg_catalog.=) 1 AND leftover.mode OPERATOR(pg_catalog.=) 'ShareLock'
+                    THEN pg_catalog.pg_advisory_unlock_shared(
+                             (leftover.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+                             OPERATOR(pg_catalog.|) leftover.objid::pg_catalog.int8)
+                    WHEN leftover.objsubid OPERATOR(pg_catalog.=) 1
+                    THEN pg_catalog.pg_advisory_unlock(
+                             (leftover.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+                             OPERATOR(pg_catalog.|) leftover.objid::pg_catalog.int8)
+                    WHEN leftover.mode OPERATOR(pg_catalog.=) 'ShareLock'
+                    THEN pg_catalog.pg_advisory_unlock_shared(
+                             leftover.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4,
+                             leftover.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)
+                    ELSE pg_catalog.pg_advisory_unlock(
+                             leftover.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4,
+                             leftover.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)
+                END;
+            END LOOP;
+        END LOOP;
+        FOR leftover IN
+            SELECT ps.name FROM pg_catalog.pg_prepared_statements AS ps
+            WHERE ps.name OPERATOR(pg_catalog.<>) ALL (coalesce(prepared, '{}'::pg_catalog.text[]))
+        LOOP
+            EXECUTE pg_catalog.format('DEALLOCATE %I', leftover.name);
+        END LOOP;
         -- Raised inside the caller's per-table subtransaction: the step, and
-        -- whatever it left in the session, is rolled back with it.
+        -- whatever else it left in the session, is rolled back with it.
         RAISE EXCEPTION 'stuck-runs: code on % (owned by %) changed this session''s settings or objects; its changes were rolled back', table_name, owner_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;

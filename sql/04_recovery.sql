@@ -202,13 +202,15 @@ COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
 
 CREATE OR REPLACE VIEW _stuck_runs_covered AS
     -- Every sweep starts here, so it is a view (planned into the caller's query,
-    -- no function call): the table exists, every mapped column is still there,
+    -- no function call): the table exists (still a table), every mapped column
+    -- is still there with a type that fits its role,
     -- and whoever registered it could still adopt it (an entry written before
     -- 0.3 has no adopter and waits for `migrate --adopt` to confirm it). Why a
     -- table is left out is for stuck_runs_coverage_problems() to say.
     SELECT s.* FROM stuck_runs_tables AS s
     WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c
                   WHERE c.oid OPERATOR(pg_catalog.=) s.table_name
+                    AND c.relkind OPERATOR(pg_catalog.=) 'r'
                     AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
                                           WHERE a.oid OPERATOR(pg_catalog.=) s.adopted_by)
                              THEN pg_catalog.pg_has_role(s.adopted_by, c.relowner, 'USAGE') END)
@@ -219,10 +221,28 @@ CREATE OR REPLACE VIEW _stuck_runs_covered AS
             AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                             WHERE a.attrelid OPERATOR(pg_catalog.=) s.table_name
                               AND a.attname OPERATOR(pg_catalog.=) j.name
-                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped))
+                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                              AND _stuck_runs_fits(r.kind, a.atttypid::regtype)))
     ORDER BY s.table_name::text;
 COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_bound_lock_wait() RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    -- A table someone holds locked (a long migration, VACUUM FULL, a hostile
+    -- owner's LOCK TABLE) is given up after at most 2 s instead of holding up
+    -- every other table until statement_timeout, whatever lock_timeout the
+    -- database, the role or the session set. Local to the transaction; the
+    -- callers put the old value back.
+    SELECT pg_catalog.set_config('lock_timeout', '2s', true)
+    FROM pg_catalog.pg_settings AS s
+    WHERE s.name OPERATOR(pg_catalog.=) 'lock_timeout'
+      AND (s.setting::pg_catalog.int8 OPERATOR(pg_catalog.=) 0
+           OR s.setting::pg_catalog.int8 OPERATOR(pg_catalog.>) 2000)
+$$;
+COMMENT ON FUNCTION _stuck_runs_bound_lock_wait() IS
+    'Bounds the wait for one table''s lock to 2 seconds for the rest of the transaction (callers restore lock_timeout when done), so that one locked table never stalls the others.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_warn_uncovered(covered integer) RETURNS void
 LANGUAGE plpgsql STABLE
@@ -291,12 +311,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END;
 
-    -- A table someone holds locked (a long migration, VACUUM FULL, a hostile
-    -- owner's LOCK TABLE) is given up after a short wait instead of holding
-    -- up every other table until statement_timeout.
-    IF pg_catalog.current_setting('lock_timeout') OPERATOR(pg_catalog.=) '0' THEN
-        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
-    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, locked, a row that a trigger or a CHECK refuses, a value out of
@@ -307,11 +322,12 @@ BEGIN
         EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
         BEGIN
             -- Nothing stuck is the usual case: a probe that costs a fraction of
-            -- building and planning the full sweep answers it. It runs no code
-            -- of the table's owner (no casts, no triggers); where row-level
-            -- security applies to this role it would (policies), so the sweep,
-            -- run as the owner, answers instead.
-            IF NOT pg_catalog.row_security_active(t.table_name) THEN
+            -- building and planning the full sweep answers it. Even a read runs
+            -- code of the table's owner (the planner evaluates its immutable
+            -- functions in index expressions and predicates; its policies), so
+            -- where that code may not run here the sweep, as the owner, answers
+            -- instead.
+            IF _stuck_runs_runs_here(t.table_name) THEN
                 EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
                                _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
                     INTO any_stuck USING cutoff;
@@ -381,9 +397,12 @@ BEGIN
         RAISE EXCEPTION 'stuck_runs_job_sql: older_than must be a positive interval, got %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN pg_catalog.format('SELECT * FROM %s.recover_stuck_runs(%s)', _stuck_runs_schema(),
-                  CASE WHEN older_than IS NULL THEN ''
-                       ELSE pg_catalog.format('older_than => %L::interval', older_than) END);
+    -- Every argument typed: an exact match, which no overload planted beside
+    -- it (in public, say) can beat or make ambiguous.
+    RETURN pg_catalog.format('SELECT * FROM %1$s.recover_stuck_runs(%2$s, NULL::integer, NULL::integer)',
+                  _stuck_runs_schema(),
+                  CASE WHEN older_than IS NULL THEN pg_catalog.format('%s._stuck_runs_threshold()', _stuck_runs_schema())
+                       ELSE pg_catalog.format('%L::interval', older_than) END);
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_job_sql(text) IS
@@ -399,40 +418,26 @@ RETURNS TABLE (
     age        interval,
     idle       interval
 )
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
     t         stuck_runs_tables;
     lock_wait text := pg_catalog.current_setting('lock_timeout');
     covered   integer := 0;
+    query     text;
 BEGIN
-    IF lock_wait OPERATOR(pg_catalog.=) '0' THEN
-        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);  -- see recover_stuck_runs()
-    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         covered := covered OPERATOR(pg_catalog.+) 1;
         BEGIN
-            -- Reading runs no code of the table's owner (no casts: statuses and
-            -- ids print through their types' output functions), except policies
-            -- of row-level security that applies to this role: those would run
-            -- as this role, and hide rows. Read-only callers (the views, a
-            -- standby) cannot switch to the owner, so such a table is left out,
-            -- loudly, unless its policies are this role's own or a superuser's.
-            IF pg_catalog.row_security_active(t.table_name)
-               AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
-                               JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-                               WHERE c.oid OPERATOR(pg_catalog.=) t.table_name
-                                 AND (o.rolsuper OR (o.rolname OPERATOR(pg_catalog.=) CURRENT_USER
-                                                     AND o.rolname OPERATOR(pg_catalog.=) SESSION_USER))) THEN
-                RAISE EXCEPTION 'row-level security applies to % on it; its policies are its owner''s code', CURRENT_USER
-                    USING ERRCODE = 'insufficient_privilege';
-            END IF;
-            -- An infinite timestamp has no age: NULL, not an out-of-range error.
-            RETURN QUERY EXECUTE pg_catalog.format(
-                'SELECT %1$L::text, %2$s, %3$s, %4$s, %5$s,'
-                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END,'
-                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END'
+            -- Statuses and ids print through their types' output functions,
+            -- never a cast. An infinite timestamp has no age: NULL.
+            query := pg_catalog.format(
+                'SELECT %1$L::text AS table_name, %2$s AS run_id, %3$s AS status, %4$s AS completed,'
+                ' %5$s AS total,'
+                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END AS age,'
+                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END AS idle'
                 ' FROM %8$s AS r WHERE %9$s',
                 t.table_name::text, _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
                 _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
@@ -440,9 +445,22 @@ BEGIN
                 _stuck_runs_qualified_name(t.table_name),
                 CASE WHEN idle_longer_than IS NULL
                      THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
-                                        _stuck_runs_column_type(t.table_name, t.status_column))
-                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $1)') END)
-            USING idle_longer_than;
+                                                _stuck_runs_column_type(t.table_name, t.status_column))
+                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)') END);
+            IF _stuck_runs_runs_here(t.table_name) THEN
+                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than;
+            ELSE
+                -- Even reading runs the owner's code (the planner evaluates the
+                -- immutable functions of its index expressions; its policies):
+                -- read as the owner. A read-only transaction cannot, and says so.
+                RETURN QUERY
+                    SELECT x.* FROM pg_catalog.jsonb_to_recordset(coalesce(_stuck_runs_as_owner(
+                        t.table_name,
+                        pg_catalog.format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) FROM (%s) AS l', query),
+                        older_than => idle_longer_than), '[]')) AS x(
+                        table_name text, run_id text, status text, completed integer, total integer,
+                        age interval, idle interval);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
                 USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
@@ -453,7 +471,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_list(interval) IS
-    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. Runs no code of a table''s owner; a table that cannot be read that way raises a WARNING and is left out.';
+    'Active runs of every adopted table, all of them (NULL) or only those idle for longer than the given interval: the body of the active_runs and stuck_runs views. Reads a table as its owner where the owner''s code may not run as the reader; a table that cannot be read that way raises a WARNING and is left out.';
 
 CREATE OR REPLACE VIEW active_runs AS
 SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle,
@@ -486,10 +504,12 @@ DECLARE
     status_of text;
     found_status text;
     resumed   jsonb;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     IF run_id IS NULL THEN
         RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
     FOR t IN
         SELECT * FROM _stuck_runs_covered AS s
         WHERE in_table IS NULL OR s.table_name OPERATOR(pg_catalog.=) in_table
@@ -505,7 +525,9 @@ BEGIN
         EXCEPTION
             WHEN data_exception OR integrity_constraint_violation THEN
                 status_of := NULL;  -- not an id this table can hold
-            WHEN insufficient_privilege THEN
+            WHEN OTHERS THEN
+                -- Locked, refused, or its owner's code raised: that table's
+                -- fault, not a reason to fail resuming a run elsewhere.
                 RAISE WARNING 'stuck-runs: % was not searched: %', t.table_name, SQLERRM;
                 status_of := NULL;
         END;
@@ -540,6 +562,7 @@ BEGIN
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
         _stuck_runs_count_sql(t.attempts_column)),
         value => run_id);
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
     RETURN QUERY SELECT t.table_name::text, resumed OPERATOR(pg_catalog.->>) 0, resumed OPERATOR(pg_catalog.->>) 1,
                         (resumed OPERATOR(pg_catalog.->>) 2)::integer, (resumed OPERATOR(pg_catalog.->>) 3)::integer,
                         (resumed OPERATOR(pg_catalog.->>) 4)::integer;

@@ -164,14 +164,16 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
         (
             "stuck-runs-recovery",
             "* * * * *",
-            "SELECT * FROM stuck_runs.recover_stuck_runs(older_than => '30 minutes'::interval)",
+            "SELECT * FROM stuck_runs.recover_stuck_runs('30 minutes'::interval, NULL::integer,"
+            " NULL::integer)",
             "app",
             "postgres",
         ),
         (
             "tenant-recovery",
             "* * * * *",
-            'SELECT * FROM "Tenant\'s ""Runs""".recover_stuck_runs()',
+            'SELECT * FROM "Tenant\'s ""Runs""".recover_stuck_runs("Tenant\'s ""Runs"""'
+            "._stuck_runs_threshold(), NULL::integer, NULL::integer)",
             "postgres",
             "postgres",
         ),
@@ -243,7 +245,8 @@ def test_same_name_replaces_and_unschedule_removes(cron):
         (
             "stuck-runs-recovery",
             "*/5 * * * *",
-            "SELECT * FROM stuck_runs.recover_stuck_runs(older_than => '15 minutes'::interval)",
+            "SELECT * FROM stuck_runs.recover_stuck_runs('15 minutes'::interval, NULL::integer,"
+            " NULL::integer)",
             "app",
             "postgres",
         )
