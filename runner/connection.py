@@ -50,6 +50,10 @@ class OperationalError(Exception):
     """An expected failure: reported as one line on stderr, exit status 1."""
 
 
+class ConnectFailed(OperationalError):
+    """No connection could be made: nothing else this process tries there will work either."""
+
+
 class DeadlineExceeded(OperationalError):
     """The database did not answer within the command's time bounds."""
 
@@ -176,7 +180,7 @@ def connect(
         )
         pin_transactions(conn)
     except psycopg.Error as exc:
-        raise OperationalError(
+        raise ConnectFailed(
             f"could not connect to the database: {target.redact(first_line(exc))}"
         ) from None
     if session:

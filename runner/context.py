@@ -133,6 +133,19 @@ def describe(exc: psycopg.Error, schema: str) -> str:
     return message
 
 
+def install_refused(exc: psycopg.Error, schema: str) -> str:
+    """Permission denied while installing: what would allow it.
+
+    Not stuck_runs_grant_sql(), which is what recover needs, and which does
+    not exist before the first install.
+    """
+    return (
+        f"{exc.diag.message_primary or first_line(exc)}; installing needs CREATE on the "
+        f"database, or a schema {schema} that this role owns (as a superuser: CREATE "
+        f"SCHEMA {schema} AUTHORIZATION <role>), or a role that may install"
+    )
+
+
 def run(
     settings: Settings,
     work: Callable[[Target], T],
@@ -173,11 +186,7 @@ def run(
         schema = target.schema if target else settings.schema
         message = describe(exc, schema)
         if session == "migrate" and exc.sqlstate == "42501":
-            message = (
-                f"{exc.diag.message_primary or first_line(exc)}; installing needs CREATE on the "
-                f"database, or a schema {schema} that this role owns (as a superuser: CREATE "
-                f"SCHEMA {schema} AUTHORIZATION <role>), or a role that may install"
-            )
+            message = install_refused(exc, schema)
         failed(message)
     except UnicodeError as exc:
         # Bytes that are not UTF-8 in an option, a variable or a run id.
@@ -217,6 +226,21 @@ def interval_option(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def index_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--index-timeout, for the commands that build sweep indexes (migrate, adopt)."""
+    return click.option(
+        "--index-timeout",
+        type=click.FloatRange(min=0.1),
+        default=300.0,
+        show_default=True,
+        envvar="STUCK_RUNS_INDEX_TIMEOUT",
+        metavar="SECONDS",
+        help="Longest a sweep index may take to build (CREATE INDEX CONCURRENTLY waits for "
+        "older transactions); past it the build is left for the next run. "
+        "Env: STUCK_RUNS_INDEX_TIMEOUT.",
+    )(func)
+
+
 def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--statement-timeout",
@@ -239,17 +263,21 @@ def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_notices(
-    conn: psycopg.Connection, on_warning: Callable[[str], None] | None = None
+    conn: psycopg.Connection,
+    on_warning: Callable[[str], None] | None = None,
+    *,
+    skip: tuple[str, ...] = (),
 ) -> None:
     """Show stuck-runs' own NOTICEs and WARNINGs (adoption, a table recovery skipped) on stderr.
 
     Only ours: what else the server says on the way (a shutdown notice) is
-    not a line of the command's report.
+    not a line of the command's report; nor is a notice containing one of
+    `skip` (advice to do what the command itself does next).
     """
 
     def show(diag: psycopg.errors.Diagnostic) -> None:
         text = diag.message_primary or ""
-        if not text.startswith("stuck-runs: "):
+        if not text.startswith("stuck-runs: ") or any(s in text for s in skip):
             return
         text = text.removeprefix("stuck-runs: ")
         if diag.severity_nonlocalized == "WARNING":

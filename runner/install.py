@@ -1,48 +1,18 @@
 """`stuck-runs migrate`: install or upgrade, then make sure the app's runs table is covered.
 
-Meant for every start (`migrate --adopt TABLE && recover`): idempotent, safe
-from many instances at once, and it restores coverage after the application
-dropped and re-created its table (prisma migrate reset).
+Idempotent, safe from many instances at once, and it restores coverage after
+the application dropped and re-created its table (prisma migrate reset). The
+work itself lives in runner/installer.py, shared with `start`. The whole
+command ends within --deadline, whatever the database does.
 """
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .connection import OperationalError, Target, connect, pinned
-from .context import Settings, locate, note, print_notices, run, timeout_options, warn
-from .registry import (
-    adopt_command,
-    build_missing_indexes,
-    check_roles,
-    column_options,
-    creating,
-    ensure_adopted,
-    propose,
-    resolve,
-    roles,
-    unadopted_builtin,
-)
-
-# Who besides us may CREATE in stuck-runs' schema (pg_database_owner stands for
-# the database's owner; superusers are trusted anyway).
-_OTHER_WRITERS = """
-SELECT pg_catalog.string_agg(DISTINCT coalesce(r.rolname::text, 'PUBLIC'), ', '),
-       pg_catalog.to_regclass(pg_catalog.quote_ident(%(schema)s)
-                              OPERATOR(pg_catalog.||) '._yoyo_migration') IS NOT NULL
-FROM pg_catalog.pg_namespace AS n
-CROSS JOIN LATERAL pg_catalog.aclexplode(
-    coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) AS a
-LEFT JOIN pg_catalog.pg_roles AS r
-  ON r.oid = CASE WHEN a.grantee = 'pg_database_owner'::regrole
-                  THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d
-                        WHERE d.datname = pg_catalog.current_database())
-                  ELSE a.grantee END
-WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
-  AND (a.grantee = 0 OR (r.oid <> CURRENT_USER::regrole AND NOT r.rolsuper))
-"""
+from .context import Settings, index_timeout_option, note, run, timeout_options
+from .installer import Plan, install
+from .registry import column_options
 
 
 @click.command()
@@ -54,6 +24,15 @@ WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
     show_default=True,
     metavar="SECONDS",
     help="Longest to wait while another instance migrates.",
+)
+@index_timeout_option
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1),
+    envvar="STUCK_RUNS_DEADLINE",
+    metavar="SECONDS",
+    help="The whole command ends within this, even against a frozen server. "
+    "Default: the sum of its other bounds. Env: STUCK_RUNS_DEADLINE.",
 )
 @click.option(
     "--adopt",
@@ -75,6 +54,8 @@ def migrate(
     connect_timeout: float,
     statement_timeout: float,
     lock_timeout: float,
+    index_timeout: float,
+    deadline: float | None,
     table: str | None,
     columns: dict[str, str | None],
     time_zone: str | None,
@@ -93,100 +74,30 @@ def migrate(
     """
     if columns and not table:
         raise click.UsageError("--column needs --adopt TABLE")
-    from .migrations import apply_migrations
+    plan = Plan(
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
+        lock_timeout=lock_timeout,
+        index_timeout=index_timeout,
+        table=table,
+        columns=columns,
+        time_zone=time_zone,
+        relocate=relocate,
+    )
+    if deadline is None:
+        deadline = 4 * (connect_timeout + statement_timeout) + lock_timeout + index_timeout
 
-    def work(target: Target) -> tuple[list[str], Target]:
-        with (
-            connect(
-                target, connect_timeout=connect_timeout, statement_timeout=statement_timeout
-            ) as conn,
-            pinned(conn, target, statement_timeout),
-        ):
-            if not relocate:
-                target = locate(conn, target, settings)
-            _check_writers(conn, target)
-        applied = apply_migrations(
-            target,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            lock_timeout=lock_timeout,
-            on_apply=lambda migration_id: click.echo(f"applied {migration_id}"),
-            relocate_from=target.app_schema if relocate else None,
-        )
-        with connect(
-            target,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            session=True,
-        ) as conn:
-            print_notices(conn)
-            if table:
-                _adopt(conn, target, table, columns, time_zone)
-            build_missing_indexes(conn, creating)
-            if not table:
-                unadopted = unadopted_builtin(conn, target)
-                if unadopted:
-                    name, missing = unadopted
-                    known = roles(conn)
-                    note(
-                        f"{name} already exists with its own column names (no "
-                        f"{', '.join(missing)}): recovery does not cover it yet. Adopt it with:"
-                    )
-                    click.echo(
-                        f"  {adopt_command(name, propose(conn, name, known), known, migrate=True)}",
-                        err=True,
-                    )
-        return applied, target
+    def on_apply(migration_id: str) -> None:
+        click.echo(f"applied {migration_id}")
 
-    applied, target = run(settings, work, session="migrate")
+    applied, target = run(
+        settings,
+        lambda target: install(target, settings, plan, on_apply),
+        session="migrate",
+        deadline=deadline,
+    )
     where = f" (schema {target.schema})"
     if applied:
         note(f"{len(applied)} migration(s) applied; the database is up to date{where}")
     else:
         note(f"nothing to apply; the database is up to date{where}")
-
-
-def _check_writers(conn, target: Target) -> None:
-    """Refuse a new install where other roles may create objects; warn on an existing one.
-
-    stuck-runs' functions search their own schema: an overload planted there
-    would run as whoever calls them (a superuser's pg_cron job, the migrating role).
-    """
-    row = conn.execute(_OTHER_WRITERS, {"schema": target.schema}).fetchone()
-    writers, installed = row if row else (None, False)
-    if not writers:
-        return
-    message = (
-        f"roles other than the installing one may create objects in schema {target.schema!r} "
-        f"({writers}), which stuck-runs' functions search: such a role could get a more "
-        "privileged caller to run its code"
-    )
-    if installed:
-        warn(f"{message}; revoke their CREATE, or move stuck-runs with --relocate")
-        return
-    raise OperationalError(
-        f"{message}; nothing was installed: revoke their CREATE on it, or install into a "
-        "schema of its own (the default, stuck_runs)"
-    )
-
-
-def _adopt(conn, target: Target, table: str, columns: dict, time_zone: str | None) -> None:
-    """Adopt with the proposed mapping plus --column, or say which command would."""
-    name = resolve(conn, target, table)
-    known = roles(conn)
-    check_roles(columns, known)
-    mapping = {**propose(conn, name, known), **columns}
-    missing = [role for role, row in known.items() if row.required and not mapping.get(role)]
-    if missing:
-        click.echo(
-            f"stuck-runs: error: no column of {name} looks like its {', '.join(missing)}; "
-            "say which with --column, e.g.:",
-            err=True,
-        )
-        placeholders = {role: "COLUMN" for role in missing}
-        line = adopt_command(table, {**mapping, **placeholders}, known, migrate=True)
-        click.echo(f"  {line}", err=True)
-        sys.exit(1)
-    columns_by_parameter = {known[role].parameter: column for role, column in mapping.items()}
-    if ensure_adopted(conn, name, columns_by_parameter, None, None, time_zone):
-        note(f"adopted {name}: recovery covers it")

@@ -82,10 +82,19 @@ def yoyo_backend(
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str) -> None:
-    """Create stuck-runs' schema unless it exists (which needs no CREATE on the database)."""
-    if not conn.execute(
-        "SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
-    ).fetchone():
+    """Create stuck-runs' schema unless it exists (which needs no CREATE on the database).
+
+    A DBA may create it for the app role (`CREATE SCHEMA stuck_runs AUTHORIZATION
+    app`) and grant nothing on the database: then CREATE SCHEMA IF NOT EXISTS
+    would still be refused, so it must not be sent. (`SELECT FROM` returns a
+    zero-column row, which is falsy: test for None.)
+    """
+    if (
+        conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        is None
+    ):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
