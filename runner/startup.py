@@ -136,7 +136,9 @@ def start(
     plan = Plan(
         connect_timeout=connect_timeout,
         statement_timeout=total,
-        lock_timeout=total,
+        # Another instance migrating usually finishes in a second or two; one
+        # that holds the lock longer is not waited for (recovery goes on).
+        lock_timeout=max(1.0, (total - reserve) / 2),
         index_timeout=total,
         table=table,
         columns=columns,
