@@ -82,7 +82,8 @@ def _late_global_option(ctx: click.Context, param: click.Parameter, value: Any) 
     if value is None:
         return
     settings = ctx.find_object(Settings)
-    assert settings is not None
+    if settings is None:  # parsed on its own (a README line checked without the group)
+        return
     if param.name == "schema":
         settings.schema, settings.schema_given = value, True
     else:
