@@ -178,7 +178,7 @@ def connect(
             autocommit=True,
             prepare_threshold=None,
         )
-        pin_transactions(conn)
+        pin_transactions(conn, writes=session)
     except psycopg.Error as exc:
         raise ConnectFailed(
             f"could not connect to the database: {target.redact(first_line(exc))}"
@@ -238,15 +238,18 @@ def _settings_params(target: Target, statement_timeout: float, *, local: bool) -
     }
 
 
-def pin_transactions(conn: psycopg.Connection) -> None:
-    """Every BEGIN on `conn` says READ WRITE, READ COMMITTED itself.
+def pin_transactions(conn: psycopg.Connection, *, writes: bool = False) -> None:
+    """Every BEGIN on `conn` says READ COMMITTED itself, and READ WRITE when it `writes`.
 
     A `default_transaction_read_only` or `default_transaction_isolation` that
     the database, the role or a pooled neighbour set would otherwise apply
-    before any SET of ours could.
+    before any SET of ours could. READ WRITE only once we know the server is
+    no standby: there BEGIN READ WRITE itself fails, and recover has a clearer
+    word for that.
     """
-    conn.read_only = False
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    if writes:
+        conn.read_only = False
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import click
 import psycopg
 
 from . import output
-from .connection import Deadline, Target, pinned
+from .connection import Deadline, Target, pin_transactions, pinned
 from .context import (
     Settings,
     fail,
@@ -207,6 +207,7 @@ def resume(
             with pinned(conn, target, statement_timeout):
                 target = locate(conn, target, settings)
                 name = resolve(conn, target, table) if table else None
+            pin_transactions(conn, writes=True)
             for run_id in run_ids:
                 try:
                     with pinned(conn, target, statement_timeout):

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import output
-from .connection import OperationalError, Target, connect, pinned
+from .connection import OperationalError, Target, connect, pin_transactions, pinned
 from .context import (
     BadOptionValue,
     Settings,
@@ -180,6 +180,7 @@ def recover_into(
                 report_coverage(conn, target)
             if not request.as_json:
                 _show_active(conn)
+        pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
         batches = bool(request.batch_size) and not request.dry_run
         while True:
             call = dict(params)

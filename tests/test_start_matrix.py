@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -45,11 +46,20 @@ WRAPPED_BOUND = 5.0
 # Interpreter start-up, npm's own start-up and the shell, on a busy 2-core machine.
 SLACK = 4.0
 
-ENTRYPOINT = """#!/bin/sh
-set -e
-stuck-runs start
-exec "$@"
-"""
+README = (REPO / "README.md").read_text()
+
+
+def readme_section(title: str) -> str:
+    start = README.index(f"## {title}")
+    return README[start : README.index("\n## ", start + 1)]
+
+
+WIRING = readme_section("Wiring it into your app's start-up")
+# The four forms exactly as the README prints them.
+PRESTART = json.loads(re.search(r"```json\n(.*?)```", WIRING, re.S).group(1))["scripts"]["prestart"]
+ENTRYPOINT = re.search(r"\*\*Docker entrypoint\*\*:\n\n```sh\n(.*?)```", WIRING, re.S).group(1)
+K8S_COMMAND = json.loads(re.search(r"command: (\[.*?\])", WIRING).group(1))
+EXEC_START_PRE = shlex.split(re.search(r"ExecStartPre=(.*)", WIRING).group(1))
 
 
 @pytest.fixture(scope="module")
@@ -96,22 +106,29 @@ def run_form(
     env.update(case.env)
     if case.dotenv is not None:
         (cwd / ".env").write_text(case.dotenv)
-    start = ["stuck-runs", "start", *case.args]
+    extra = (" " + shlex.join(case.args)) if case.args else ""
+
+    def adopting(line: str) -> str:
+        """The README's line with `--adopt TABLE` added, as the README says to."""
+        return line.replace("stuck-runs start", "stuck-runs start" + extra)
+
     app = [sys.executable, "-c", f"print({APP_LINE!r})"]
     if form == "systemd":
-        # ExecStartPre=/usr/local/bin/stuck-runs start: the argv itself, no shell.
-        argv = [str(bin_dir / "stuck-runs"), "start", *case.args]
+        # ExecStartPre=: the argv itself, no shell; ExecStart= runs once it exited 0.
+        binary, *rest = EXEC_START_PRE
+        assert Path(binary).name == "stuck-runs"
+        argv = [str(bin_dir / "stuck-runs"), *rest, *case.args]
     elif form == "docker-entrypoint":
         script = cwd / "entrypoint.sh"
-        script.write_text(ENTRYPOINT.replace("stuck-runs start", shlex.join(start)))
+        script.write_text(adopting(ENTRYPOINT))
         argv = ["sh", str(script), *app]
     elif form == "kubernetes":
-        argv = ["sh", "-c", shlex.join(start)]
+        argv = [*K8S_COMMAND[:-1], adopting(K8S_COMMAND[-1])]
     else:
         package = {
             "name": "app",
             "private": True,
-            "scripts": {"prestart": shlex.join(start), "start": shlex.join(app)},
+            "scripts": {"prestart": adopting(PRESTART), "start": shlex.join(app)},
         }
         (cwd / "package.json").write_text(json.dumps(package))
         argv = ["npm", "start", "--silent"]
@@ -280,14 +297,31 @@ SITUATIONS = [
 
 @pytest.mark.parametrize("situation", SITUATIONS, indirect=True)
 @pytest.mark.parametrize("form", FORMS)
-def test_the_app_starts(form, situation, bin_dir, tmp_path):
+def test_the_app_starts(form, situation, bin_dir, tmp_path, request):
     if form == "npm-prestart" and not shutil.which("npm"):
         if REQUIRE_ALL:
             pytest.fail("npm is missing")
         pytest.skip("needs npm")
     result, elapsed = run_form(form, situation, bin_dir, tmp_path)
     bound = DEFAULT_BOUND if form == "systemd" else WRAPPED_BOUND
+    # The README's Guarantees quote these figures (python -m pytest -s tests/test_start_matrix.py).
+    print(
+        f"\n[start-matrix] {form} / {request.node.callspec.id}: exit {result.returncode}, "
+        f"{elapsed:.2f} s (bound {bound:g} s)"
+    )
     check(result, elapsed, situation, bound)
     if situation.installs:
         with open_conn(situation.installs) as conn:
             assert conn.execute("SELECT to_regproc('stuck_runs.recover_stuck_runs')").fetchone()[0]
+
+
+def test_the_forms_are_the_readmes_and_name_no_threshold():
+    """What the matrix runs is what the README prints, and no start-up snippet fixes a threshold."""
+    assert PRESTART == "stuck-runs start"
+    assert "stuck-runs start" in ENTRYPOINT and "set -e" in ENTRYPOINT
+    assert K8S_COMMAND == ["sh", "-c", "stuck-runs start"]
+    assert EXEC_START_PRE[1:] == ["start"]
+    prisma = readme_section("With Prisma")
+    for text in (WIRING, prisma):
+        for block in re.findall(r"```.*?```", text, re.S):
+            assert not re.search(r"\d+\s*(minute|hour|min\b)", block), block
