@@ -167,6 +167,26 @@ def test_client_min_messages_error_does_not_hide_a_table_that_was_not_swept(db_u
     assert "was not swept" in result.stderr
 
 
+def test_a_pooled_neighbours_interval_style_changes_nothing(db_url):
+    """Through PgBouncer, IntervalStyle is not tracked: a neighbour's SET stays on the server
+    connection the runner gets next, and a 2-hour idle run used to read as 2 seconds."""
+    from .pgbouncer import running_pgbouncer
+
+    with open_conn(db_url) as conn:
+        run_id = insert_run(conn, idle="2 hours")
+    with running_pgbouncer(db_url, pool_size=1) as bouncer:
+        url = bouncer.url()
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as neighbour:
+            neighbour.execute("SET IntervalStyle = 'iso_8601'")
+            neighbour.execute("SET client_min_messages = error")
+        listed = run_cli("--database-url", url, "list", "--json")
+        result = run_cli("--database-url", url, "recover", "--json")
+    assert listed.returncode == 0 and result.returncode == 0, result.stderr + listed.stderr
+    for output in (listed.stdout, result.stdout):
+        row = json.loads(output)
+        assert row["run_id"] == run_id and 7190 < row["idle_seconds"] < 7300, row
+
+
 # --- point 6: a run is printed as recovered only once its transaction committed -------------
 
 
