@@ -1,9 +1,10 @@
 """The `stuck-runs` command group: global options, and the commands' registration.
 
 All recovery logic lives in SQL (sql/, migrations/). Each command lives in a
-module of its own (recovery, adoption, install, schedule, demo) built on the
-shared plumbing in runner/context.py; none imports another, and each is
-imported only when its command runs.
+module of its own (recovery, adoption, install, startup, schedule, demo) built
+on the shared plumbing in runner/context.py (and sweep.py, installer.py for
+what two commands share); none imports another, and each is imported only
+when its command runs.
 """
 
 from __future__ import annotations
