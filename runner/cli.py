@@ -202,14 +202,15 @@ class LazyGroup(click.Group):
     envvar="DATABASE_URL",
     metavar="URL",
     help="The application's database: a postgresql:// or postgres:// URL or a key=value "
-    "string; Prisma's ?schema= names the application's schema. Env: DATABASE_URL.",
+    "string; Prisma's ?schema= names the application's schema. Env: DATABASE_URL, else "
+    "DATABASE_URL in ./.env. Also accepted after the command.",
 )
 @click.option(
     "--direct-url",
     envvar="DIRECT_URL",
     metavar="URL",
     help="An unpooled URL for migrate, adopt and schedule when DATABASE_URL goes through a "
-    "transaction pooler (PgBouncer, Supavisor). Env: DIRECT_URL.",
+    "transaction pooler (PgBouncer, Supavisor). Env: DIRECT_URL, else DIRECT_URL in ./.env.",
 )
 @click.option(
     "--schema",
