@@ -102,8 +102,12 @@ def install(
     plan: Plan,
     on_apply: Callable[[str], None] = lambda _id: None,
 ) -> tuple[list[str], Target]:
-    """Apply pending migrations, adopt plan.table, build missing sweep indexes."""
-    from .migrations import apply_migrations
+    """Apply pending migrations, adopt plan.table, build missing sweep indexes.
+
+    A role that may not create in stuck-runs' schema goes straight to
+    adoption when stuck-runs is installed: it could apply nothing.
+    """
+    from .migrations import apply_migrations, not_ours_to_install
 
     with (
         connect(
@@ -111,19 +115,24 @@ def install(
             connect_timeout=plan.connect_timeout,
             statement_timeout=plan.cap(plan.statement_timeout),
         ) as conn,
-        pinned(conn, target, plan.cap(plan.statement_timeout)),
     ):
-        if not plan.relocate:
-            target = locate(conn, target, settings)
-        check_writers(conn, target)
-    applied = apply_migrations(
-        target,
-        connect_timeout=plan.connect_timeout,
-        statement_timeout=plan.cap(plan.statement_timeout),
-        lock_timeout=plan.cap(plan.lock_timeout),
-        on_apply=on_apply,
-        relocate_from=target.app_schema if plan.relocate else None,
-    )
+        with pinned(conn, target, plan.cap(plan.statement_timeout)):
+            if not plan.relocate:
+                target = locate(conn, target, settings)
+            check_writers(conn, target)
+        skip = None if plan.relocate else not_ours_to_install(conn, target.schema)
+    if skip:
+        warn(skip)
+    applied: list[str] = []
+    if skip is None:
+        applied = apply_migrations(
+            target,
+            connect_timeout=plan.connect_timeout,
+            statement_timeout=plan.cap(plan.statement_timeout),
+            lock_timeout=plan.cap(plan.lock_timeout),
+            on_apply=on_apply,
+            relocate_from=target.app_schema if plan.relocate else None,
+        )
     with connect(
         target,
         connect_timeout=plan.connect_timeout,

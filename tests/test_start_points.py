@@ -384,6 +384,29 @@ def test_migrate_into_a_schema_created_for_the_role_needs_no_create_on_the_datab
             conn.execute(f'DROP ROLE "{role}"')
 
 
+def test_start_as_a_role_that_may_only_recover_says_nothing_about_installing(db_url):
+    """A DBA installed stuck-runs and granted the app role what recover needs: `start` as
+    that role has nothing to install, and must not warn at every start that it may not."""
+    role = f"recoverer_{current_db(db_url)[-8:]}"
+    with open_conn(db_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        for (grant,) in conn.execute(
+            "SELECT * FROM stuck_runs.stuck_runs_grant_sql(%s)", (role,)
+        ).fetchall():
+            conn.execute(grant)
+        run_id = insert_run(conn, idle="2 hours")
+    try:
+        result = run_cli("--database-url", as_role(db_url, role), "start", "--strict")
+        assert result.returncode == 0, result.stderr
+        assert "warning" not in result.stderr and "error" not in result.stderr, result.stderr
+        with open_conn(db_url) as conn:
+            assert status_of(conn, run_id) == "FAILED"
+    finally:
+        with open_conn(db_url) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
 # --- point 9: passwords in URLs that are not percent-encoded ------------------------------
 
 
