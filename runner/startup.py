@@ -161,7 +161,13 @@ def start(
         if left < _LEAST_RECOVERY:
             raise OperationalError(f"no time left for recovery within the {total:g} s bound")
         request.statement_timeout = max(0.1, left - 0.3)
-        recover_into(target, settings, request, outcome, left=lambda: deadline.left() - 0.3)
+        try:
+            recover_into(target, settings, request, outcome, left=lambda: deadline.left() - 0.3)
+        except psycopg.errors.QueryCanceled:
+            raise OperationalError(
+                f"recovery did not finish within the start-up bound of {total:g} s and was "
+                "rolled back; --batch-size N recovers a big backlog over several starts"
+            ) from None
 
     run(settings, work, fail_open=fail_open, deadline=deadline, progress=outcome.committed)
     closing_line(outcome, request, total)
