@@ -311,6 +311,29 @@ def test_recover_in_batches_without_fail_open_ends_on_a_frozen_backend(db_url):
     assert len(lines(stdout)) == committed > 0  # what committed, and only that, was printed
 
 
+def test_start_cut_by_its_bound_says_so_and_prints_no_run(db_url):
+    with open_conn(db_url) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN PERFORM pg_sleep(1); RETURN NEW; END$$"
+        )
+        conn.execute(
+            "CREATE TRIGGER slow BEFORE UPDATE ON stuck_runs.qualification_runs"
+            " FOR EACH ROW EXECUTE FUNCTION public.slow()"
+        )
+        ids = [insert_run(conn, idle="2 hours") for _ in range(6)]
+    started = time.monotonic()
+    result = run_cli("--database-url", db_url, "start", "--timeout", "3")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 3 + 2, elapsed
+    assert result.stdout == ""
+    errors = [line for line in lines(result.stderr) if "error" in line]
+    assert len(errors) == 1 and "within the start-up bound of 3 s" in errors[0], result.stderr
+    with open_conn(db_url) as conn:
+        assert {status_of(conn, run_id) for run_id in ids} == {"PROCESSING"}
+
+
 def adopted_table_behind_an_old_transaction(url: str) -> psycopg.Connection:
     with open_conn(url) as conn:
         conn.execute(PRISMA_DDL)
