@@ -69,7 +69,7 @@ def test_fail_open_covers_a_threshold_without_unit(db_url):
 
 
 @pytest.mark.parametrize("where", ["option", "environment", "run id"])
-def test_undecodable_bytes_are_one_line_never_a_traceback(db_url, where):
+def test_undecodable_bytes_are_one_line_and_exit_0_under_fail_open(db_url, where):
     bad = "5 minutes\udcff"  # the byte 0xff, as Python hands it over from argv or environ
     if where == "option":
         args, env = ["recover", "--older-than", bad], {"DATABASE_URL": db_url}
