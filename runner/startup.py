@@ -63,10 +63,12 @@ _LEAST_RECOVERY = 0.5
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1, max=2**31 - 1),
+    default=1000,
+    show_default=True,
     envvar="STUCK_RUNS_BATCH_SIZE",
     metavar="N",
-    help="Recover in transactions of at most N runs; what does not fit in the bound is "
-    "left for the next start.",
+    help="Recover in transactions of at most N runs, so that a backlog too big for the "
+    "bound is recovered over several starts, each keeping what it committed.",
 )
 @click.option(
     "--max-attempts",
@@ -108,7 +110,7 @@ def start(
     columns: dict[str, str | None],
     time_zone: str | None,
     older_than: str | None,
-    batch_size: int | None,
+    batch_size: int,
     max_attempts: int | None,
     total: float,
     connect_timeout: float,
@@ -166,7 +168,7 @@ def start(
         except psycopg.errors.QueryCanceled:
             raise OperationalError(
                 f"recovery did not finish within the start-up bound of {total:g} s and was "
-                "rolled back; --batch-size N recovers a big backlog over several starts"
+                "rolled back; a smaller --batch-size recovers a big backlog over several starts"
             ) from None
 
     run(settings, work, fail_open=fail_open, deadline=deadline, progress=outcome.committed)

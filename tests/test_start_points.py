@@ -334,6 +334,42 @@ def test_start_cut_by_its_bound_says_so_and_prints_no_run(db_url):
         assert {status_of(conn, run_id) for run_id in ids} == {"PROCESSING"}
 
 
+def test_start_recovers_a_big_backlog_over_several_starts(db_url):
+    """Batches of 1,000 by default: each start keeps what it committed within its bound."""
+    with open_conn(db_url) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN PERFORM pg_sleep(0.0015); RETURN NEW; END$$"
+        )
+        conn.execute(
+            "CREATE TRIGGER slow BEFORE UPDATE ON stuck_runs.qualification_runs"
+            " FOR EACH ROW EXECUTE FUNCTION public.slow()"
+        )
+        conn.execute(
+            "INSERT INTO qualification_runs (status, updated_at)"
+            " SELECT 'PROCESSING', now() - interval '1 hour' FROM generate_series(1, 4000)"
+        )
+
+    def failed() -> int:
+        with open_conn(db_url) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM qualification_runs WHERE status = 'FAILED'"
+            ).fetchone()[0]
+
+    started = time.monotonic()
+    first = run_cli("--database-url", db_url, "start", "--timeout", "4")
+    assert time.monotonic() - started < 4 + 2
+    assert first.returncode == 0, first.stderr
+    assert "a backlog remains" in first.stderr, first.stderr
+    done = failed()
+    assert 0 < done < 4000 and done % 1000 == 0
+    assert f"Recovered {done} stuck run(s)" in first.stderr
+    while failed() < 4000:
+        again = run_cli("--database-url", db_url, "start", "--timeout", "4")
+        assert again.returncode == 0 and failed() > done, again.stderr
+        done = failed()
+
+
 def adopted_table_behind_an_old_transaction(url: str) -> psycopg.Connection:
     with open_conn(url) as conn:
         conn.execute(PRISMA_DDL)
