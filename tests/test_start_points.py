@@ -187,6 +187,24 @@ def test_a_pooled_neighbours_interval_style_changes_nothing(db_url):
         assert row["run_id"] == run_id and 7190 < row["idle_seconds"] < 7300, row
 
 
+@pytest.mark.parametrize("flagged", [True, False])
+def test_start_through_a_pooler_without_direct_url_still_recovers(db_url, flagged):
+    """Install needs a session of its own: through PgBouncer without DIRECT_URL it is
+    skipped with one warning that says to set it, and recovery goes on through the pool."""
+    from .pgbouncer import running_pgbouncer
+
+    with open_conn(db_url) as conn:
+        run_id = insert_run(conn, idle="2 hours")
+    with running_pgbouncer(db_url, pool_size=1) as bouncer:
+        url = bouncer.url(**({"pgbouncer": "true"} if flagged else {}))
+        result = run_cli("--database-url", url, "start")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in lines(result.stderr) if "warning" in line]
+    assert len(warnings) == 1 and "DIRECT_URL" in warnings[0], result.stderr
+    with open_conn(db_url) as conn:
+        assert status_of(conn, run_id) == "FAILED"
+
+
 # --- point 6: a run is printed as recovered only once its transaction committed -------------
 
 
