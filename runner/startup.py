@@ -23,6 +23,7 @@ import psycopg
 
 from .connection import ConnectFailed, Deadline, OperationalError, Target
 from .context import (
+    BadOptionValue,
     Settings,
     describe,
     fail,
@@ -211,6 +212,8 @@ def _install_step(settings: Settings, plan: Plan) -> None:
             else describe(exc, settings.schema)
         )
         message = f"install or upgrade skipped: {why}"
+    except BadOptionValue as exc:  # --adopt names no table, --column an unknown role
+        message = f"not adopted ({exc.option}): {exc}; recovery covers what was adopted before"
     except OperationalError as exc:
         message = str(exc) if "looks like its" in str(exc) else f"install skipped: {exc}"
     warn(target.redact(message) if target else message)

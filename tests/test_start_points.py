@@ -205,6 +205,17 @@ def test_start_through_a_pooler_without_direct_url_still_recovers(db_url, flagge
         assert status_of(conn, run_id) == "FAILED"
 
 
+def test_start_adopting_a_table_that_is_not_there_still_recovers(db_url):
+    with open_conn(db_url) as conn:
+        run_id = insert_run(conn, idle="2 hours")
+    result = run_cli("--database-url", db_url, "start", "--adopt", "no_such_runs")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in lines(result.stderr) if "warning" in line]
+    assert len(warnings) == 1 and "no_such_runs" in warnings[0], result.stderr
+    with open_conn(db_url) as conn:
+        assert status_of(conn, run_id) == "FAILED"
+
+
 # --- point 6: a run is printed as recovered only once its transaction committed -------------
 
 
