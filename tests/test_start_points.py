@@ -87,6 +87,22 @@ def test_undecodable_bytes_are_one_line_and_exit_0_under_fail_open(db_url, where
         assert "Traceback" not in relaxed.stderr and len(lines(relaxed.stderr)) == 1
 
 
+@pytest.mark.parametrize(
+    "variable",
+    [
+        {"STUCK_RUNS_OLDER_THAN": "30"},
+        {"STUCK_RUNS_START_TIMEOUT": "banana"},
+        {"STUCK_RUNS_BATCH_SIZE": "0"},
+        {"STUCK_RUNS_OLDER_THAN": "5 minutes\udcff"},
+    ],
+)
+def test_start_takes_a_bad_environment_value_as_one_line_and_exit_0(db_url, variable):
+    result = run_cli("start", env={"DATABASE_URL": db_url, **variable})
+    assert result.returncode == 0, result.stderr
+    assert len(lines(result.stderr)) == 1 and "stuck-runs: error:" in result.stderr
+    assert run_cli("start", "--strict", env={"DATABASE_URL": db_url, **variable}).returncode != 0
+
+
 def test_database_url_only_in_dotenv_is_read(db_url, tmp_path):
     with open_conn(db_url) as conn:
         run_id = insert_run(conn, idle="1 hour")
