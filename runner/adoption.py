@@ -9,8 +9,17 @@ from __future__ import annotations
 import click
 
 from .connection import Target, connect
-from .context import Settings, note, option_values, print_notices, run, timeout_options
+from .context import (
+    Settings,
+    index_timeout_option,
+    note,
+    option_values,
+    print_notices,
+    run,
+    timeout_options,
+)
 from .registry import (
+    INDEX_NOTICE,
     build_missing_indexes,
     check_roles,
     column_options,
@@ -26,7 +35,8 @@ def _open_session(target: Target, connect_timeout: float, statement_timeout: flo
     conn = connect(
         target, connect_timeout=connect_timeout, statement_timeout=statement_timeout, session=True
     )
-    print_notices(conn)
+    # adopt_runs_table's advice to build the index: this command builds it next.
+    print_notices(conn, skip=(INDEX_NOTICE,))
     return conn
 
 
@@ -45,6 +55,7 @@ def _open_session(target: Target, connect_timeout: float, statement_timeout: flo
 @click.option("--failed-status", metavar="S", help="Status recovery writes [FAILED].")
 @click.option("--yes", is_flag=True, help="Adopt without asking.")
 @timeout_options
+@index_timeout_option
 @click.pass_obj
 def adopt(
     settings: Settings,
@@ -56,6 +67,7 @@ def adopt(
     yes: bool,
     connect_timeout: float,
     statement_timeout: float,
+    index_timeout: float,
 ) -> None:
     """Cover an existing runs table (your ORM's, your column names) with recovery.
 
@@ -94,10 +106,12 @@ def adopt(
                 click.confirm(f"Adopt {name} with this mapping?", abort=True, err=True)
             changed = ensure_adopted(conn, name, plan)
             click.echo(f"adopted {name}" if changed else f"{name} is already adopted as shown")
-            if not build_missing_indexes(conn, creating, name):
+            if not build_missing_indexes(conn, creating, name, timeout=index_timeout):
                 note("its sweep index already exists")
 
-    run(settings, work, session="adopt")
+    # With --yes nothing waits for a person: the whole command is bounded.
+    deadline = 3 * (connect_timeout + statement_timeout) + index_timeout if yes else None
+    run(settings, work, session="adopt", deadline=deadline)
 
 
 @click.command()
@@ -127,7 +141,7 @@ def unadopt(
                 ).fetchone()
             return bool(row and row[0])
 
-    if run(settings, work, session="unadopt"):
+    if run(settings, work, session="unadopt", deadline=2 * (connect_timeout + statement_timeout)):
         note(f"{table} is no longer covered by recovery")
     else:
         note(f"{table} was not adopted; nothing changed")

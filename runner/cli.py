@@ -1,20 +1,26 @@
 """The `stuck-runs` command group: global options, and the commands' registration.
 
 All recovery logic lives in SQL (sql/, migrations/). Each command lives in a
-module of its own (recovery, adoption, install, schedule, demo) built on the
-shared plumbing in runner/context.py; none imports another, and each is
-imported only when its command runs.
+module of its own (recovery, adoption, install, startup, schedule, demo) built
+on the shared plumbing in runner/context.py (and sweep.py, installer.py for
+what two commands share); none imports another, and each is imported only
+when its command runs.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
 from .connection import DEFAULT_SCHEMA
-from .context import Settings
+from .context import Settings, one_line
 
 # Each command and the module that holds it, imported only when it runs:
 # `recover` at every start-up pays for nothing else.
@@ -27,7 +33,101 @@ COMMANDS = {
     "unadopt": "adoption:unadopt",
     "schedule": "schedule:schedule",
     "unschedule": "schedule:unschedule",
+    "start": "startup:start",
 }
+# The group's options that take a value, also accepted after the command.
+_GLOBAL_OPTIONS = ("--database-url", "--direct-url", "--schema")
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The variables of a `.env` file, read as Prisma's dotenv reads them.
+
+    Next.js and Prisma apps keep DATABASE_URL there, and `prisma migrate
+    deploy` finds it: so must the start-up line beside it. KEY=VALUE lines,
+    `export` allowed, `#` comments, single quotes literal, double quotes with
+    \\n escapes, `${VAR}` expanded from the environment and earlier lines.
+    Bytes that are not UTF-8 are kept as escapes for the error to show, never a
+    traceback.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _DOTENV_LINE.match(line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        key, raw = match.groups()
+        if raw[:1] in ("'", '"') and raw[0] in raw[1:]:
+            quote = raw[0]
+            value = raw[1 : raw.index(quote, 1)]
+            if quote == '"':
+                value = value.replace("\\n", "\n")
+        else:
+            value = re.sub(r"\s+#.*$", "", raw)
+        if not raw.startswith("'"):
+            value = re.sub(
+                r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}",
+                lambda m: os.environ.get(m.group(1), values.get(m.group(1), "")),
+                value,
+            )
+        values[key] = value
+    return values
+
+
+def _late_global_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """A group option written after the command: `stuck-runs recover --database-url URL`."""
+    if value is None:
+        return
+    settings = ctx.find_object(Settings)
+    if settings is None:  # parsed on its own (a README line checked without the group)
+        return
+    if param.name == "schema":
+        settings.schema, settings.schema_given = value, True
+    else:
+        setattr(settings, param.name or "", value)
+
+
+def _late_global_options() -> list[click.Option]:
+    return [
+        click.Option(
+            [flag],
+            metavar="URL" if flag != "--schema" else "NAME",
+            expose_value=False,
+            callback=_late_global_option,
+            help="As before the command.",
+        )
+        for flag in _GLOBAL_OPTIONS
+    ]
+
+
+def _command_of(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The command name and its arguments, skipping the group's options before it."""
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in _GLOBAL_OPTIONS:
+            rest = rest[1:]
+        elif not arg.startswith("-"):
+            return arg, rest
+    return None, []
+
+
+def fail_open_requested(args: Sequence[str]) -> bool:
+    """Whether this command line asked never to fail: --fail-open, its variable, or `start`.
+
+    Decided from the raw arguments, because a configuration error (a bad
+    option value, a missing URL) may stop click before it has read them.
+    """
+    command, rest = _command_of(args)
+    if command == "start":
+        return "--strict" not in rest
+    if "--fail-open" in rest:
+        return True
+    return command == "recover" and os.environ.get("STUCK_RUNS_FAIL_OPEN", "").lower() in _TRUE
 
 
 class LazyGroup(click.Group):
@@ -40,8 +140,55 @@ class LazyGroup(click.Group):
         if cmd_name in COMMANDS and cmd_name not in self.commands:
             module, attribute = COMMANDS[cmd_name].split(":")
             command = getattr(importlib.import_module(f".{module}", __package__), attribute)
+            known = {opt for param in command.params for opt in param.opts}
+            if not known & set(_GLOBAL_OPTIONS):
+                command.params.extend(_late_global_options())
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's main, except that under --fail-open (or `start`) nothing is fatal.
+
+        A configuration error (no URL, a threshold without its unit, a value
+        click rejects) becomes one line and exit 0 under --fail-open, as a
+        database error does; an unexpected error is one line, never a traceback.
+        """
+        args = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        fail_open = fail_open_requested(args)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not fail_open:
+                exc.show()
+                sys.exit(exc.exit_code)
+            message = one_line(exc.format_message())
+            click.echo(
+                f"stuck-runs: error: {message} (--fail-open: continuing without recovery)",
+                err=True,
+            )
+            sys.exit(0)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # the last line of defence: one line, no traceback
+            from .connection import _redact
+
+            message = one_line(_redact(f"{type(exc).__name__}: {exc}"))
+            suffix = " (--fail-open: continuing without recovery)" if fail_open else ""
+            click.echo(f"stuck-runs: error: unexpected: {message}{suffix}", err=True)
+            sys.exit(0 if fail_open else 1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(
@@ -55,14 +202,15 @@ class LazyGroup(click.Group):
     envvar="DATABASE_URL",
     metavar="URL",
     help="The application's database: a postgresql:// or postgres:// URL or a key=value "
-    "string; Prisma's ?schema= names the application's schema. Env: DATABASE_URL.",
+    "string; Prisma's ?schema= names the application's schema. Env: DATABASE_URL, else "
+    "DATABASE_URL in ./.env. Also accepted after the command.",
 )
 @click.option(
     "--direct-url",
     envvar="DIRECT_URL",
     metavar="URL",
     help="An unpooled URL for migrate, adopt and schedule when DATABASE_URL goes through a "
-    "transaction pooler (PgBouncer, Supavisor). Env: DIRECT_URL.",
+    "transaction pooler (PgBouncer, Supavisor). Env: DIRECT_URL, else DIRECT_URL in ./.env.",
 )
 @click.option(
     "--schema",
@@ -75,8 +223,16 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="stuck-runs")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, direct_url: str | None, schema: str) -> None:
-    """Recover background runs left PENDING/PROCESSING by a worker that died."""
+    """Recover background runs left PENDING/PROCESSING by a worker that died.
+
+    DATABASE_URL and DIRECT_URL are read from .env in the working directory
+    when neither the command line nor the environment gives them, as Prisma does.
+    """
     given = ctx.get_parameter_source("schema") != click.core.ParameterSource.DEFAULT
+    if not database_url or not direct_url:
+        dotenv = read_dotenv()
+        database_url = database_url or dotenv.get("DATABASE_URL") or None
+        direct_url = direct_url or dotenv.get("DIRECT_URL") or None
     ctx.obj = Settings(database_url, direct_url, schema, given)
 
 

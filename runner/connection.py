@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -43,13 +44,20 @@ MIGRATION_TABLE = "_yoyo_migration"
 # recover_stuck_runs of its own, and 0.1 put stuck-runs in the app's schema).
 INSTALL_MARKERS = [MIGRATION_TABLE, "stuck_runs_settings"]
 _LIBPQ_KEYWORDS = frozenset(c.keyword.decode() for c in pq.Conninfo.get_defaults())
-_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# user:password@ up to the last `@` of the line: an unencoded `@` or space in
+# the password must not leave its tail behind.
+_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:).*@")
+_URL_USERINFO = re.compile(r"^[a-z]+://[^:/@\s]*:(.*)@", re.I | re.S)
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I)
 _TRUE = {"true", "1", "yes", "on"}
 
 
 class OperationalError(Exception):
     """An expected failure: reported as one line on stderr, exit status 1."""
+
+
+class ConnectFailed(OperationalError):
+    """No connection could be made: nothing else this process tries there will work either."""
 
 
 class DeadlineExceeded(OperationalError):
@@ -71,10 +79,7 @@ class Target:
 
     def redact(self, text: str) -> str:
         """Remove the password from `text`, whatever the error put it in."""
-        text = _redact(text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return _hide(_redact(text), self.secrets)
 
     def in_schema(self, schema: str) -> Target:
         return replace(self, schema=schema)
@@ -82,6 +87,34 @@ class Target:
 
 def _redact(text: str) -> str:
     return _KV_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+
+
+def _hide(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """What may be a password in a URL, however malformed, so that no error can print it.
+
+    A password written without percent-encoding may hold spaces or a raw `@`:
+    libpq then misreads the URL and its error quotes a piece of it (the part
+    after the first `@`). Everything between `user:` and the last `@` is
+    taken as secret, and so is each piece of it between `@`s and spaces.
+    """
+    match = _URL_USERINFO.match(url.strip())
+    if not match:
+        return ()
+    secret = match.group(1)
+    parts = re.split(r"([@\s]+)", secret)
+    # Every run of whole pieces: libpq quotes e.g. the tail after the first `@`.
+    pieces = {secret, unquote(secret)} | {
+        "".join(parts[i:j])
+        for i in range(0, len(parts), 2)
+        for j in range(i + 1, len(parts) + 1, 2)
+    }
+    return tuple(sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True))
 
 
 def parse_database_url(url: str, *, schema: str = DEFAULT_SCHEMA) -> Target:
@@ -114,13 +147,16 @@ def parse_database_url(url: str, *, schema: str = DEFAULT_SCHEMA) -> Target:
     else:
         raise OperationalError(
             "database URL must be a postgresql:// or postgres:// URL or a key=value "
-            f"connection string, got {_redact(url.split('?')[0])!r}"
+            f"connection string, got {_hide(_redact(url.split('?')[0]), url_secrets(url))!r}"
         )
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise OperationalError(f"invalid database URL: {_redact(str(exc))}") from None
-    secrets = tuple(str(s) for s in (params.get("password"), os.environ.get("PGPASSWORD")) if s)
+        message = _hide(_redact(first_line(exc)), url_secrets(url))
+        raise OperationalError(f"invalid database URL: {message}") from None
+    secrets = tuple(
+        str(s) for s in (params.get("password"), os.environ.get("PGPASSWORD")) if s
+    ) + url_secrets(url)
     return Target(
         conninfo=conninfo,
         schema=schema,
@@ -148,8 +184,9 @@ def connect(
             autocommit=True,
             prepare_threshold=None,
         )
+        pin_transactions(conn, writes=session)
     except psycopg.Error as exc:
-        raise OperationalError(
+        raise ConnectFailed(
             f"could not connect to the database: {target.redact(first_line(exc))}"
         ) from None
     if session:
@@ -173,22 +210,52 @@ def connect(
     return conn
 
 
-# Only stuck-runs' schema (pg_catalog is searched before it, implicitly; pg_temp
-# last): the application's schema is never on the path, so nothing a co-tenant
-# creates there is picked up, and unqualified CREATEs of the migrations land in ours.
+# Every setting whose value changes what the runner reads, prints or waits for,
+# set by us in each transaction (or session): a database's or role's
+# `ALTER ... SET`, PGOPTIONS or a neighbour on a pooled server connection may
+# have left anything. IntervalStyle and DateStyle decide whether psycopg can
+# parse intervals and dates at all; client_min_messages whether we hear the
+# WARNINGs of a table that was not swept; lock_timeout 0 leaves waits to
+# statement_timeout (and the SQL's own per-table bounds). lc_messages needs a
+# superuser: nothing here reads the server's message text, only SQLSTATEs and
+# severity_nonlocalized. Read-write and the isolation level are given on BEGIN
+# (`pin_transactions`), where a SET would come too late.
+#
+# search_path: only stuck-runs' schema (pg_catalog is searched before it,
+# implicitly; pg_temp last): the application's schema is never on the path, so
+# nothing a co-tenant creates there is picked up, and unqualified CREATEs of
+# the migrations land in ours.
 _SETTINGS = (
-    "SELECT pg_catalog.set_config('search_path',"
-    " pg_catalog.quote_ident(%(schema)s) OPERATOR(pg_catalog.||) ', pg_temp', %(local)s),"
-    " pg_catalog.set_config('statement_timeout', %(timeout)s, %(local)s)"
+    "SELECT pg_catalog.set_config(s.name, s.value, %(local)s) FROM (VALUES"
+    " ('search_path', pg_catalog.quote_ident(%(schema)s) OPERATOR(pg_catalog.||) ', pg_temp'),"
+    " ('statement_timeout', %(timeout)s), ('lock_timeout', '0'),"
+    " ('IntervalStyle', 'postgres'), ('DateStyle', 'ISO, MDY'), ('TimeZone', 'UTC'),"
+    " ('client_min_messages', 'notice'), ('extra_float_digits', '1'),"
+    " ('default_transaction_read_only', 'off'),"
+    " ('default_transaction_isolation', 'read committed')) AS s(name, value)"
 )
 
 
 def _settings_params(target: Target, statement_timeout: float, *, local: bool) -> dict:
     return {
         "schema": target.schema,
-        "timeout": f"{int(statement_timeout * 1000)}ms",
+        "timeout": f"{max(1, int(statement_timeout * 1000))}ms",
         "local": local,
     }
+
+
+def pin_transactions(conn: psycopg.Connection, *, writes: bool = False) -> None:
+    """Every BEGIN on `conn` says READ COMMITTED itself, and READ WRITE when it `writes`.
+
+    A `default_transaction_read_only` or `default_transaction_isolation` that
+    the database, the role or a pooled neighbour set would otherwise apply
+    before any SET of ours could. READ WRITE only once we know the server is
+    no standby: there BEGIN READ WRITE itself fails, and recover has a clearer
+    word for that.
+    """
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    if writes:
+        conn.read_only = False
 
 
 @contextmanager
@@ -216,14 +283,34 @@ def first_line(exc: BaseException) -> str:
     return "; ".join(lines[:2]) if lines else text
 
 
-def run_with_deadline(work: Callable[[], T], seconds: float) -> T:
-    """Run `work` in a thread and give up after `seconds`.
+class Deadline:
+    """A client-side bound: `seconds` from now, or from the last `extend()`.
+
+    A rolling deadline bounds every wait of a command that may make progress
+    for long (recover --batch-size without --fail-open): each committed batch
+    extends it, a frozen backend never does.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.until = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
+
+    def extend(self) -> None:
+        self.until = time.monotonic() + self.seconds
+
+
+def run_with_deadline(work: Callable[[], T], seconds: float | Deadline) -> T:
+    """Run `work` in a thread and give up when the deadline passes.
 
     A server that accepts connections and then never answers (a SIGSTOPped
     postmaster, a black-holed proxy) cannot enforce statement_timeout itself, so
     the bound has to live on the client. The abandoned thread is a daemon: it
-    dies with the process.
+    dies with the process, and the server rolls back what it left open.
     """
+    deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
     result: dict[str, object] = {}
 
     def target() -> None:
@@ -234,9 +321,10 @@ def run_with_deadline(work: Callable[[], T], seconds: float) -> T:
 
     thread = threading.Thread(target=target, name="stuck-runs-db", daemon=True)
     thread.start()
-    thread.join(seconds)
+    while thread.is_alive() and deadline.left() > 0:
+        thread.join(deadline.left())
     if thread.is_alive():
-        raise DeadlineExceeded(f"the database did not answer within {seconds:g} s")
+        raise DeadlineExceeded(f"the database did not answer within {deadline.seconds:g} s")
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result["value"]  # type: ignore[return-value]

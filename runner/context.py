@@ -21,6 +21,7 @@ from psycopg.rows import tuple_row
 
 from .connection import (
     INSTALL_MARKERS,
+    Deadline,
     OperationalError,
     Target,
     first_line,
@@ -113,9 +114,15 @@ def warn(message: str) -> None:
     click.echo(f"stuck-runs: warning: {message}", err=True)
 
 
+def one_line(message: str) -> str:
+    """Lines joined, and bytes that are not UTF-8 shown as escapes instead of a traceback."""
+    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(message: str, *, fail_open: bool) -> NoReturn:
     """Report an operational error in one line; exit 1, or 0 under --fail-open."""
-    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = one_line(message)
     if fail_open:
         message += " (--fail-open: continuing without recovery)"
     click.echo(f"stuck-runs: error: {message}", err=True)
@@ -133,21 +140,42 @@ def describe(exc: psycopg.Error, schema: str) -> str:
     return message
 
 
+def install_refused(exc: psycopg.Error, schema: str) -> str:
+    """Permission denied while installing: what would allow it.
+
+    Not stuck_runs_grant_sql(), which is what recover needs, and which does
+    not exist before the first install.
+    """
+    return (
+        f"{exc.diag.message_primary or first_line(exc)}; installing needs CREATE on the "
+        f"database, or a schema {schema} that this role owns (as a superuser: CREATE "
+        f"SCHEMA {schema} AUTHORIZATION <role>), or a role that may install"
+    )
+
+
 def run(
     settings: Settings,
     work: Callable[[Target], T],
     *,
     fail_open: bool = False,
-    deadline: float | None = None,
+    deadline: float | Deadline | None = None,
     session: str | None = None,
+    progress: Callable[[], str | None] = lambda: None,
 ) -> T:
     """Run a command's database work within its time bounds; map every failure once.
 
     `session` names a command that needs a session of its own (the direct URL).
     The URL is parsed in here too, so a malformed one is one line, and nothing
-    under --fail-open.
+    under --fail-open. `progress` says what was done (committed) before a
+    failure, so that the one line never hides it.
     """
     target: Target | None = None
+
+    def failed(message: str) -> NoReturn:
+        message = target.redact(message) if target else message
+        done = progress()
+        fail(f"{message}; {done}" if done else message, fail_open=fail_open)
+
     try:
         target = settings.session_target(session) if session else settings.target()
         bound = target
@@ -155,32 +183,69 @@ def run(
             return work(bound)
         return run_with_deadline(lambda: work(bound), deadline)
     except BadOptionValue as exc:
+        if fail_open:
+            failed(f"invalid value for {exc.option}: {exc}")
         redact = target.redact if target else str
         raise click.BadParameter(redact(str(exc)), param_hint=exc.option) from None
     except OperationalError as exc:
-        fail(target.redact(str(exc)) if target else str(exc), fail_open=fail_open)
+        failed(str(exc))
     except psycopg.Error as exc:
         schema = target.schema if target else settings.schema
         message = describe(exc, schema)
-        fail(target.redact(message) if target else message, fail_open=fail_open)
+        if session == "migrate" and exc.sqlstate == "42501":
+            message = install_refused(exc, schema)
+        failed(message)
+    except UnicodeError as exc:
+        # Bytes that are not UTF-8 in an option, a variable or a run id.
+        failed(f"a value is not valid UTF-8: {first_line(exc)}")
 
 
 @contextmanager
-def option_values(option: str) -> Iterator[None]:
-    """The server's verdict on an option's value becomes a usage error; others pass."""
+def option_values(option: str | dict[str, str]) -> Iterator[None]:
+    """The server's verdict on an option's value becomes a usage error; others pass.
+
+    `option` may map the SQL parameter names a message can name to options,
+    so that the error names the one option that was wrong.
+    """
     try:
         yield
     except psycopg.Error as exc:
         if exc.sqlstate in _BAD_VALUE_STATES:
-            raise BadOptionValue(option, exc.diag.message_primary or str(exc)) from None
+            message = exc.diag.message_primary or str(exc)
+            if isinstance(option, dict):
+                named = [opt for parameter, opt in option.items() if parameter in message]
+                option = named[0] if named else next(iter(option.values()))
+            raise BadOptionValue(option, message) from None
         raise
 
 
 def interval_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """`--older-than 15` is not 15 seconds: an interval needs its unit."""
+    """`--older-than 15` is not 15 seconds: an interval needs its unit.
+
+    The suggestion is a value that is accepted: never '0 minutes' or '-5 minutes'.
+    """
     if value is not None and _BARE_NUMBER.fullmatch(value):
-        raise click.BadParameter(f"{value!r} has no unit: write e.g. '{value.strip()} minutes'")
+        if float(value) > 0:
+            raise click.BadParameter(f"{value!r} has no unit: write e.g. '{value.strip()} minutes'")
+        raise click.BadParameter(
+            f"{value!r} is not a positive interval with a unit: write e.g. '15 minutes'"
+        )
     return value
+
+
+def index_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--index-timeout, for the commands that build sweep indexes (migrate, adopt)."""
+    return click.option(
+        "--index-timeout",
+        type=click.FloatRange(min=0.1),
+        default=300.0,
+        show_default=True,
+        envvar="STUCK_RUNS_INDEX_TIMEOUT",
+        metavar="SECONDS",
+        help="Longest a sweep index may take to build (CREATE INDEX CONCURRENTLY waits for "
+        "older transactions); past it the build is left for the next run. "
+        "Env: STUCK_RUNS_INDEX_TIMEOUT.",
+    )(func)
 
 
 def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -205,17 +270,21 @@ def timeout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_notices(
-    conn: psycopg.Connection, on_warning: Callable[[str], None] | None = None
+    conn: psycopg.Connection,
+    on_warning: Callable[[str], None] | None = None,
+    *,
+    skip: tuple[str, ...] = (),
 ) -> None:
     """Show stuck-runs' own NOTICEs and WARNINGs (adoption, a table recovery skipped) on stderr.
 
     Only ours: what else the server says on the way (a shutdown notice) is
-    not a line of the command's report.
+    not a line of the command's report; nor is a notice containing one of
+    `skip` (advice to do what the command itself does next).
     """
 
     def show(diag: psycopg.errors.Diagnostic) -> None:
         text = diag.message_primary or ""
-        if not text.startswith("stuck-runs: "):
+        if not text.startswith("stuck-runs: ") or any(s in text for s in skip):
             return
         text = text.removeprefix("stuck-runs: ")
         if diag.severity_nonlocalized == "WARNING":

@@ -89,10 +89,19 @@ def yoyo_backend(
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str) -> None:
-    """Create stuck-runs' schema unless it exists (which needs no CREATE on the database)."""
-    if not conn.execute(
-        "SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
-    ).fetchone():
+    """Create stuck-runs' schema unless it exists (which needs no CREATE on the database).
+
+    A DBA may create it for the app role (`CREATE SCHEMA stuck_runs AUTHORIZATION
+    app`) and grant nothing on the database: then CREATE SCHEMA IF NOT EXISTS
+    would still be refused, so it must not be sent. (`SELECT FROM` returns a
+    zero-column row, which is falsy: test for None.)
+    """
+    if (
+        conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        is None
+    ):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
@@ -101,6 +110,42 @@ def read_history() -> Any:
     from yoyo import read_migrations
 
     return read_migrations(str(migrations_dir()))
+
+
+def not_ours_to_install(conn: psycopg.Connection, schema: str) -> str | None:
+    """Why this role skips installing into an existing install: None when it should try.
+
+    A role that may not create in stuck-runs' schema (the app role of a
+    database a DBA installed) could apply no migration: yoyo would start with
+    CREATE TABLE IF NOT EXISTS and be refused at every start. It skips, saying
+    nothing when it can see that nothing is pending (or cannot read the
+    history, which its grants do not cover), and a warning when something is.
+    """
+    try:
+        with conn.transaction():
+            found = conn.execute(
+                "SELECT pg_catalog.has_schema_privilege(n.oid, 'CREATE'),"
+                " EXISTS (SELECT FROM pg_catalog.pg_proc AS p WHERE p.pronamespace = n.oid"
+                "         AND p.proname = 'recover_stuck_runs')"
+                " FROM pg_catalog.pg_namespace AS n WHERE n.nspname = %s",
+                (schema,),
+            ).fetchone()
+            if found is None or found[0] or not found[1]:
+                return None
+            rows = conn.execute(
+                sql.SQL("SELECT migration_id FROM {}._yoyo_migration").format(
+                    sql.Identifier(schema)
+                )
+            ).fetchall()
+    except psycopg.Error:
+        return ""
+    pending = sorted({m.id for m in read_history()} - {row[0] for row in rows})
+    if not pending:
+        return ""
+    return (
+        f"{len(pending)} migration(s) pending ({', '.join(pending)}), and this role may not "
+        f"create in schema {schema}: run `stuck-runs migrate` as its owner"
+    )
 
 
 def apply_migrations(

@@ -7,89 +7,24 @@ these commands work through a transaction pooler and leave nothing behind.
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass
 
 import click
 import psycopg
-from psycopg.rows import dict_row
 
 from . import output
-from .connection import OperationalError, Target, connect, pinned
+from .connection import Deadline, Target, pin_transactions, pinned
 from .context import (
     Settings,
     fail,
     interval_option,
     locate,
     note,
-    option_values,
     print_notices,
     run,
     timeout_options,
-    warn,
 )
 from .registry import resolve
-
-# Shown per active run before "... and N more": a start-up log is not a report.
-ACTIVE_LINES_SHOWN = 20
-# Under --fail-open, a batch is not started with less than this left of the bound.
-_LEAST_BATCH_SECONDS = 0.2
-
-_CHECKS = """
-SELECT pg_catalog.pg_is_in_recovery() AS standby,
-       %(older_than)s::interval AS older_than,
-       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports
-"""
-
-
-@dataclass
-class Outcome:
-    """What a recover call did, for its closing line and exit status."""
-
-    count: int = 0
-    requeued: int = 0
-    backlog: bool = False
-    table_faults: int = 0
-
-    def fault(self, message: str) -> None:
-        self.table_faults += " was not swept: " in message
-
-
-def _open(target: Target, connect_timeout: float, statement_timeout: float) -> psycopg.Connection:
-    conn = connect(target, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
-    conn.row_factory = dict_row  # type: ignore[assignment]
-    return conn
-
-
-def _report_coverage(conn: psycopg.Connection, target: Target) -> None:
-    """One warning line per registered table that is gone or misfit, or uncovered runs table."""
-    for row in conn.execute(
-        "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
-    ):
-        warn(row["problem"])
-
-
-def _show_active(conn: psycopg.Connection) -> None:
-    rows = conn.execute(
-        "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-        "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
-        (ACTIVE_LINES_SHOWN,),
-    ).fetchall()
-    active = rows[0]["active"] if rows else 0
-    note(f"Found {active} active run(s) in database" + (":" if rows else ""))
-    for row in rows:
-        click.echo(output.active_line(row), err=True)
-    if active > len(rows):
-        click.echo(f"  ... and {active - len(rows)} more", err=True)
-
-
-def _recover_call(older_than: str | None) -> str:
-    """The statement is fixed text; option values only ever travel as parameters."""
-    threshold = "" if older_than is None else "older_than => %(older_than)s::interval, "
-    return (
-        f"SELECT * FROM recover_stuck_runs({threshold}max_runs => %(max_runs)s::integer,"
-        " max_attempts => %(max_attempts)s::integer)"
-    )
+from .sweep import Outcome, Request, closing_line, open_connection, recover_into, report_coverage
 
 
 @click.command()
@@ -154,7 +89,9 @@ def recover(
     Runs with recent activity, and COMPLETED or FAILED runs, are never touched.
     Ends within --connect-timeout plus --statement-timeout, whatever the database
     does; with --batch-size and without --fail-open, each batch gets
-    --statement-timeout and the command runs until the backlog is done.
+    --statement-timeout and the command runs until the backlog is done, but no
+    wait outlasts that bound after the last committed batch (a frozen backend).
+    A run is printed only after its transaction committed.
 
     \b
     Examples:
@@ -162,112 +99,42 @@ def recover(
       stuck-runs recover --dry-run
       stuck-runs recover --fail-open && exec node server.js
     """
-    params = {"older_than": older_than, "max_runs": max_runs, "max_attempts": max_attempts}
-    started = time.monotonic()
+    request = Request(
+        older_than=older_than,
+        max_runs=max_runs,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        dry_run=dry_run,
+        as_json=as_json,
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
+    )
     budget = connect_timeout + statement_timeout
-    # The start-up bound holds for the whole command unless batches may run on.
-    bounded = fail_open or not batch_size or dry_run
+    # The start-up bound holds for the whole command unless batches may run on;
+    # then the bound rolls: every wait still ends within it, since each batch
+    # that commits starts it again, and a frozen backend never commits.
+    deadline = Deadline(budget)
+    rolling = bool(batch_size) and not fail_open and not dry_run
     outcome = Outcome()
 
-    def left() -> float:
-        return budget - (time.monotonic() - started)
-
     def work(target: Target) -> None:
-        with _open(target, connect_timeout, statement_timeout) as conn:
-            print_notices(conn, on_warning=outcome.fault)
-            with pinned(conn, target, statement_timeout):
-                target = locate(conn, target, settings)
-                with option_values("--older-than"):
-                    checks = conn.execute(_CHECKS, params).fetchone()
-                if checks and checks["standby"]:
-                    raise OperationalError(
-                        "the server is a read-only standby (pg_is_in_recovery() is true); "
-                        "run recovery against the primary"
-                    )
-                if checks and checks["reports"]:
-                    _report_coverage(conn, target)
-                if not as_json:
-                    _show_active(conn)
-            while True:
-                call = dict(params)
-                timeout = statement_timeout
-                if batch_size and not dry_run:
-                    remaining = None if max_runs is None else max_runs - outcome.count
-                    call["max_runs"] = (
-                        batch_size if remaining is None else min(batch_size, remaining)
-                    )
-                    if fail_open and outcome.count:
-                        timeout = min(statement_timeout, left())
-                        if timeout < _LEAST_BATCH_SECONDS:
-                            outcome.backlog = True
-                            return
-                try:
-                    in_batch = _one_batch(
-                        conn, target, call, older_than, timeout, dry_run, as_json, outcome
-                    )
-                except psycopg.errors.QueryCanceled:
-                    if timeout >= statement_timeout:
-                        raise
-                    outcome.backlog = True  # the start-up bound ran out mid-batch
-                    return
-                if dry_run or not batch_size:
-                    return
-                if in_batch < call["max_runs"] or outcome.count == max_runs:
-                    return
-
-    run(settings, work, fail_open=fail_open, deadline=budget if bounded else None)
-    split = (
-        f" ({outcome.count - outcome.requeued} failed, {outcome.requeued} requeued)"
-        if outcome.requeued
-        else ""
-    )
-    if dry_run:
-        note(f"dry run: {outcome.count} run(s) would be recovered{split}; nothing was changed")
-    elif outcome.backlog:
-        note(
-            f"Recovered {outcome.count} stuck run(s){split} within the start-up bound of "
-            f"{budget:g} s; a backlog remains for the next run"
+        recover_into(
+            target,
+            settings,
+            request,
+            outcome,
+            left=deadline.left if fail_open else None,
+            on_commit=deadline.extend if rolling else lambda: None,
         )
-    elif outcome.count:
-        note(f"Recovered {outcome.count} stuck run(s){split}")
-    else:
-        note("No stuck runs found")
+
+    run(settings, work, fail_open=fail_open, deadline=deadline, progress=outcome.committed)
+    closing_line(outcome, request, budget)
     if outcome.table_faults:
         fail(
             f"{outcome.table_faults} table(s) could not be swept (see the warnings above); "
             "the others were recovered",
             fail_open=fail_open,
         )
-
-
-def _one_batch(
-    conn: psycopg.Connection,
-    target: Target,
-    call: dict,
-    older_than: str | None,
-    timeout: float,
-    dry_run: bool,
-    as_json: bool,
-    outcome: Outcome,
-) -> int:
-    """One call of recover_stuck_runs in a transaction of its own; returns how many it took."""
-    in_batch = 0
-    with pinned(conn, target, timeout), option_values("--older-than/--limit"):
-        with conn.cursor(name="stuck_runs_recovered") as cur:
-            cur.execute(_recover_call(older_than), call)
-            for row in cur:
-                outcome.count += 1
-                in_batch += 1
-                outcome.requeued += row["action"] == "requeued"
-                if as_json:
-                    click.echo(output.json_line(row))
-                    continue
-                if outcome.count == 1:
-                    note(f"{'Would recover' if dry_run else 'Recovering'} stuck run(s):")
-                click.echo(output.recovered_line(row))
-        if dry_run:
-            raise psycopg.Rollback()
-    return in_batch
 
 
 @click.command(name="list")
@@ -286,14 +153,14 @@ def list_runs(
     """
 
     def work(target: Target) -> int:
-        with _open(target, connect_timeout, statement_timeout) as conn:
+        with open_connection(target, connect_timeout, statement_timeout) as conn:
             print_notices(conn)
             with pinned(conn, target, statement_timeout):
                 target = locate(conn, target, settings)
                 if conn.execute(
                     "SELECT pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS r"
                 ).fetchone()["r"]:
-                    _report_coverage(conn, target)
+                    report_coverage(conn, target)
                 count = 0
                 with conn.cursor(name="stuck_runs_active") as cur:
                     cur.execute("SELECT * FROM active_runs ORDER BY idle DESC, table_name, run_id")
@@ -337,10 +204,11 @@ def resume(
 
     def work(target: Target) -> tuple[list[str], Target]:
         refused: list[str] = []
-        with _open(target, connect_timeout, statement_timeout) as conn:
+        with open_connection(target, connect_timeout, statement_timeout) as conn:
             with pinned(conn, target, statement_timeout):
                 target = locate(conn, target, settings)
                 name = resolve(conn, target, table) if table else None
+            pin_transactions(conn, writes=True)
             for run_id in run_ids:
                 try:
                     with pinned(conn, target, statement_timeout):

@@ -244,14 +244,26 @@ def ensure_adopted(conn: psycopg.Connection, table: str, plan: Plan) -> bool:
     return True
 
 
+# adopt_runs_table()'s NOTICE that the table still lacks its sweep index and how
+# to build it: `adopt` and `migrate --adopt` build it themselves, so they drop it.
+INDEX_NOTICE = "has no index for sweeps yet"
+
+
 def build_missing_indexes(
-    conn: psycopg.Connection, echo: Callable[[str], None], table: str | None = None
+    conn: psycopg.Connection,
+    echo: Callable[[str], None],
+    table: str | None = None,
+    *,
+    timeout: float,
 ) -> int:
-    """Run the index statements SQL says adopted tables still need.
+    """Run the index statements SQL says adopted tables still need; each within `timeout`.
 
     `conn` must be in autocommit mode: CREATE INDEX CONCURRENTLY refuses to run
-    in a transaction. Index builds on big tables take long, so they run without
-    a statement timeout; CONCURRENTLY keeps the application's writes flowing.
+    in a transaction. It waits for every older transaction that wrote to the
+    table, so it gets a bound of its own: a build cut short warns and leaves
+    an invalid index, which the next migrate drops and builds again. Sweeps
+    work without the index, only slower; CONCURRENTLY keeps the application's
+    writes flowing meanwhile.
     """
     rows = conn.execute(
         "SELECT t.table_name::text, d.ddl FROM _stuck_runs_covered AS t"
@@ -259,16 +271,28 @@ def build_missing_indexes(
         " WHERE %s::regclass IS NULL OR t.table_name OPERATOR(pg_catalog.=) %s::regclass",
         (table, table),
     ).fetchall()
-    if rows:
-        conn.execute("SET statement_timeout = 0")
+    previous = conn.execute("SELECT pg_catalog.current_setting('statement_timeout')").fetchone()
     for table_name, ddl in rows:
         echo(f"{table_name}: {ddl}")
         try:
+            conn.execute(
+                "SELECT pg_catalog.set_config('statement_timeout', %s, false)",
+                (f"{max(1, int(timeout * 1000))}ms",),
+            )
             conn.execute(ddl)
+        except psycopg.errors.QueryCanceled:
+            warn(
+                f"the sweep index of {table_name} was not built within {timeout:g} s (an older "
+                "open transaction on the table holds CREATE INDEX CONCURRENTLY back); sweeps "
+                "work without it, only slower, and the next `stuck-runs migrate` or `start` "
+                "builds it"
+            )
         except psycopg.Error as exc:
             # One table's index never fails the whole migrate: sweeps still
             # work without it, only slower, and the next migrate tries again.
             warn(f"could not build the sweep index of {table_name}: {first_line(exc)}")
+    if rows and previous is not None:
+        conn.execute("SELECT pg_catalog.set_config('statement_timeout', %s, false)", previous)
     return len(rows)
 
 

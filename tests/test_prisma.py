@@ -13,12 +13,17 @@ calls the engine); the schema engine runs as WebAssembly (tests/prisma/schema-en
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -191,9 +196,15 @@ def statements(sql: str) -> list[str]:
 
 
 def migrate_adopt(app_url: str) -> None:
-    """The README's `stuck-runs migrate --adopt qualification_runs`, on the app's own URL."""
-    result = run_cli("--database-url", app_url, "migrate", "--adopt", "qualification_runs")
+    """The README's `stuck-runs start --adopt qualification_runs`, on the app's own URL.
+
+    With --strict, so that a failure the start-up line would only report fails the test.
+    """
+    result = run_cli(
+        "--database-url", app_url, "start", "--adopt", "qualification_runs", "--strict"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stderr, result.stderr
 
 
 def sweep_index(app_url: str) -> str:
@@ -419,15 +430,14 @@ def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
 
 
 def test_readme_prestart_line_migrates_prisma_first() -> None:
-    """Prisma creates or changes the table before stuck-runs adopts it, then recovery runs."""
+    """Prisma creates or changes the table before `stuck-runs start` adopts it and recovers."""
     text = readme_prisma_text()
     [prestart] = re.findall(r'"prestart": "([^"]*)"', prisma_section(text))
     order = [
         prestart.find(step)
         for step in (
             "prisma migrate deploy",
-            "stuck-runs migrate --adopt qualification_runs",
-            "stuck-runs recover --fail-open",
+            "stuck-runs start --adopt qualification_runs",
         )
     ]
     assert -1 not in order and order == sorted(order), prestart
@@ -437,3 +447,56 @@ def test_committed_lib_prisma_is_the_readmes() -> None:
     """tests/prisma runs by hand with the same lib/prisma.ts as the README's."""
     snippets = typescript_snippets(readme_prisma_text())
     assert (PRISMA_DIR / "lib" / "prisma.ts").read_text() == snippets["lib/prisma.ts"]
+
+
+def test_readme_instrumentation_never_blocks_start_up_on_a_hung_database(project: Path) -> None:
+    """A port that accepts and never answers: register() returns within its 10 s race.
+
+    Run as Next.js would call it; the harness's own $disconnect afterwards may
+    wait on the dead socket, so the time taken is read from the `@@result` line.
+    """
+    secret = "Hung-Db-Pw-123"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"postgresql://app:{secret}@127.0.0.1:{listener.getsockname()[1]}/app?schema=app"
+        env = os.environ | OFFLINE | {"DATABASE_URL": url, "NEXT_RUNTIME": "nodejs"}
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [
+                str(project / "node_modules" / ".bin" / "tsx"),
+                "run-snippet.ts",
+                "instrumentation.ts",
+                "register",
+            ],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # tsx runs node as a child: end both
+        )
+        returned = None
+        # A snippet that hangs (the README's before issue 18) must fail the test, not hang it.
+        guard = threading.Timer(40, os.killpg, (proc.pid, signal.SIGKILL))
+        guard.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("@@result"):
+                    returned = time.monotonic() - started
+                    break
+        finally:
+            guard.cancel()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=30)
+    assert returned is not None, stderr
+    assert returned < 10 + 8, returned  # the race's 10 s, plus tsx and Prisma loading
+    [failed] = [line for line in stderr.splitlines() if line.startswith("[Recovery] failed")]
+    # Prisma's own wait to start a transaction (2 s) or the snippet's 10 s timer, whichever first.
+    assert failed.removeprefix("[Recovery] failed, starting anyway: ") in (
+        "Transaction API error: Unable to start a transaction in the given time.",
+        "no answer within 10 s",
+    ), stderr
+    assert secret not in stderr

@@ -1,0 +1,279 @@
+"""One recovery, as `recover` and `start` run it: checks, the active runs, the batches.
+
+Not a command: runner/recovery.py and runner/startup.py both build on it, and
+neither imports the other. What it prints about recovered runs it prints only
+after their transaction committed: the rows of a batch are held in a spool
+(memory, then a temporary file past a few MiB, so a million rows cost no
+memory) and written out once COMMIT returned. A batch that the deadline, a
+statement timeout or a failing COMMIT cut is never shown as recovered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+import click
+import psycopg
+from psycopg.rows import dict_row
+
+from . import output
+from .connection import OperationalError, Target, connect, pin_transactions, pinned
+from .context import (
+    BadOptionValue,
+    Settings,
+    locate,
+    note,
+    option_values,
+    print_notices,
+    warn,
+)
+
+# Shown per active run before "... and N more": a start-up log is not a report.
+ACTIVE_LINES_SHOWN = 20
+# Under a start-up bound, a batch is not started with less than this left of it.
+LEAST_BATCH_SECONDS = 0.2
+# Rows of one batch kept in memory before the spool moves to a temporary file.
+_SPOOL_BYTES = 4 * 1024 * 1024
+
+_CHECKS = """
+SELECT pg_catalog.pg_is_in_recovery() AS standby,
+       %(older_than)s::interval OPERATOR(pg_catalog.<=) '0'::interval AS not_positive,
+       pg_catalog.now() OPERATOR(pg_catalog.-) %(older_than)s::interval AS cutoff,
+       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports
+"""
+# Which option a value the server rejected came from, by the parameter its message names.
+_PARAMETER_OPTIONS = {
+    "older_than": "--older-than",
+    "max_runs": "--limit/--batch-size",
+    "max_attempts": "--max-attempts",
+}
+
+
+@dataclass
+class Request:
+    """What to recover and how: the options `recover` and `start` share."""
+
+    older_than: str | None = None
+    max_runs: int | None = None
+    batch_size: int | None = None
+    max_attempts: int | None = None
+    dry_run: bool = False
+    as_json: bool = False
+    connect_timeout: float = 5.0
+    statement_timeout: float = 30.0
+
+
+@dataclass
+class Outcome:
+    """What a recovery committed, for its closing line and exit status."""
+
+    count: int = 0
+    requeued: int = 0
+    backlog: bool = False
+    table_faults: int = 0
+    # Rows the open transaction returned (not committed yet), and rows of
+    # transactions that did not commit: never shown, never counted as recovered.
+    pending: int = 0
+    rolled_back: int = 0
+    seen_header: bool = field(default=False, repr=False)
+
+    def fault(self, message: str) -> None:
+        self.table_faults += " was not swept: " in message
+
+    def committed(self) -> str | None:
+        """Said after a failure: what did commit, and that the rest did not."""
+        lost = self.pending + self.rolled_back
+        if not self.count and not lost:
+            return None
+        return f"{self.count} run(s) recovered and committed before that" + (
+            f"; {lost} more were returned but not committed, so not recovered" if lost else ""
+        )
+
+    def split(self) -> str:
+        if not self.requeued:
+            return ""
+        return f" ({self.count - self.requeued} failed, {self.requeued} requeued)"
+
+
+def open_connection(
+    target: Target, connect_timeout: float, statement_timeout: float
+) -> psycopg.Connection:
+    conn = connect(target, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+    conn.row_factory = dict_row  # type: ignore[assignment]
+    return conn
+
+
+def report_coverage(conn: psycopg.Connection, target: Target) -> None:
+    """One warning line per registered table that is gone or misfit, or uncovered runs table."""
+    for row in conn.execute(
+        "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
+    ):
+        warn(row["problem"])
+
+
+def _show_active(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
+        "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
+        (ACTIVE_LINES_SHOWN,),
+    ).fetchall()
+    active = rows[0]["active"] if rows else 0
+    note(f"Found {active} active run(s) in database" + (":" if rows else ""))
+    for row in rows:
+        click.echo(output.active_line(row), err=True)
+    if active > len(rows):
+        click.echo(f"  ... and {active - len(rows)} more", err=True)
+
+
+def _recover_call(older_than: str | None) -> str:
+    """The statement is fixed text; option values only ever travel as parameters."""
+    threshold = "" if older_than is None else "older_than => %(older_than)s::interval, "
+    return (
+        f"SELECT * FROM recover_stuck_runs({threshold}max_runs => %(max_runs)s::integer,"
+        " max_attempts => %(max_attempts)s::integer)"
+    )
+
+
+def recover_into(
+    target: Target,
+    settings: Settings,
+    request: Request,
+    outcome: Outcome,
+    *,
+    left: Callable[[], float] | None = None,
+    on_commit: Callable[[], None] = lambda: None,
+) -> None:
+    """Recover as `request` says, adding what committed to `outcome`.
+
+    `left` is the start-up bound's remaining time: with it, a batch is not
+    started without enough time, and one cut by the bound is a backlog, not an
+    error. `on_commit` runs after every committed batch (a rolling deadline).
+    """
+    params = {
+        "older_than": request.older_than,
+        "max_runs": request.max_runs,
+        "max_attempts": request.max_attempts,
+    }
+    with open_connection(target, request.connect_timeout, request.statement_timeout) as conn:
+        print_notices(conn, on_warning=outcome.fault)
+        with pinned(conn, target, request.statement_timeout):
+            target = locate(conn, target, settings)
+            with option_values("--older-than"):
+                checks = conn.execute(_CHECKS, params).fetchone()
+            assert checks is not None
+            if checks["not_positive"]:
+                raise BadOptionValue(
+                    "--older-than",
+                    f"{request.older_than!r} is not a positive interval: write e.g. '15 minutes'",
+                )
+            if checks["standby"]:
+                raise OperationalError(
+                    "the server is a read-only standby (pg_is_in_recovery() is true); "
+                    "run recovery against the primary"
+                )
+            if checks["reports"]:
+                report_coverage(conn, target)
+            if not request.as_json:
+                _show_active(conn)
+        pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
+        batches = bool(request.batch_size) and not request.dry_run
+        while True:
+            call = dict(params)
+            timeout = request.statement_timeout
+            if batches:
+                assert request.batch_size is not None
+                remaining = None if request.max_runs is None else request.max_runs - outcome.count
+                call["max_runs"] = (
+                    request.batch_size if remaining is None else min(request.batch_size, remaining)
+                )
+                if left is not None and outcome.count:
+                    timeout = min(timeout, left())
+                    if timeout < LEAST_BATCH_SECONDS:
+                        outcome.backlog = True
+                        return
+            try:
+                taken = _one_batch(conn, target, call, request, timeout, outcome)
+            except psycopg.errors.QueryCanceled:
+                if timeout >= request.statement_timeout:
+                    raise
+                outcome.backlog = True  # the start-up bound ran out mid-batch
+                return
+            on_commit()
+            if not batches:
+                return
+            if taken < call["max_runs"] or outcome.count == request.max_runs:
+                return
+
+
+def _one_batch(
+    conn: psycopg.Connection,
+    target: Target,
+    call: dict,
+    request: Request,
+    timeout: float,
+    outcome: Outcome,
+) -> int:
+    """One call of recover_stuck_runs in a transaction of its own; returns how many it took.
+
+    Its rows are printed after COMMIT returned (after the rollback, for a dry
+    run, which says "would"): never a line for a run whose change did not last.
+    """
+    taken = requeued = 0
+    with tempfile.SpooledTemporaryFile(_SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
+        try:
+            with (
+                pinned(conn, target, timeout),
+                option_values(_PARAMETER_OPTIONS),
+                conn.cursor(name="stuck_runs_recovered") as cur,
+            ):
+                cur.execute(_recover_call(request.older_than), call)
+                for row in cur:
+                    taken += 1
+                    requeued += row["action"] == "requeued"
+                    line = output.json_line(row) if request.as_json else output.recovered_line(row)
+                    spool.write(line + "\n")
+                    outcome.pending += 1
+                if request.dry_run:
+                    raise psycopg.Rollback()
+        except BaseException:
+            outcome.rolled_back += outcome.pending
+            raise
+        finally:
+            outcome.pending = 0
+        if request.dry_run or taken:
+            outcome.count += taken
+            outcome.requeued += requeued
+            if taken and not request.as_json and not outcome.seen_header:
+                outcome.seen_header = True
+                note(f"{'Would recover' if request.dry_run else 'Recovering'} stuck run(s):")
+            _write_out(spool)
+    return taken
+
+
+def _write_out(spool: IO[str]) -> None:
+    spool.seek(0)
+    shutil.copyfileobj(spool, sys.stdout)
+    sys.stdout.flush()
+
+
+def closing_line(outcome: Outcome, request: Request, budget: float) -> None:
+    """The one line that says what happened: counted from what committed."""
+    if request.dry_run:
+        note(
+            f"dry run: {outcome.count} run(s) would be recovered{outcome.split()}; "
+            "nothing was changed"
+        )
+    elif outcome.backlog:
+        note(
+            f"Recovered {outcome.count} stuck run(s){outcome.split()} within the start-up bound "
+            f"of {budget:g} s; a backlog remains for the next run"
+        )
+    elif outcome.count:
+        note(f"Recovered {outcome.count} stuck run(s){outcome.split()}")
+    else:
+        note("No stuck runs found")
