@@ -131,11 +131,15 @@ def _show_active(conn: psycopg.Connection) -> None:
 
 
 def _recover_call(older_than: str | None) -> str:
-    """The statement is fixed text; option values only ever travel as parameters."""
-    threshold = "" if older_than is None else "older_than => %(older_than)s::interval, "
+    """The statement is fixed text; option values only ever travel as parameters.
+
+    Every argument is given, typed: an exact match, which no overload planted
+    beside the function (a schema others may create in) can beat or make ambiguous.
+    """
+    threshold = "_stuck_runs_threshold()" if older_than is None else "%(older_than)s::interval"
     return (
-        f"SELECT * FROM recover_stuck_runs({threshold}max_runs => %(max_runs)s::integer,"
-        " max_attempts => %(max_attempts)s::integer)"
+        f"SELECT * FROM recover_stuck_runs({threshold}, %(max_runs)s::integer,"
+        " %(max_attempts)s::integer)"
     )
 
 

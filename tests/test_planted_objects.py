@@ -232,6 +232,17 @@ def test_planted_overloads_never_run_in_either_layout(layout, empty_db_url, cote
         conn.execute(f'GRANT CREATE ON SCHEMA public TO "{cotenant}"')
         made = plant(conn, cotenant, "public", layout) + plant(conn, cotenant, "app", layout)
         assert made > 500, made
+        # Overloads of stuck-runs' own entry point beside it, which an untyped call
+        # site would pick or find ambiguous: the job's and the runner's calls are typed.
+        conn.execute(f'SET ROLE "{cotenant}"')
+        for args in ("older_than text", "", "max_runs integer, max_attempts integer"):
+            conn.execute(
+                f"CREATE FUNCTION public.recover_stuck_runs({args}) RETURNS SETOF text"
+                " LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.nextval('public.planted_calls');"
+                " END $$"
+            )
+        conn.execute("RESET ROLE")
+        job = conn.execute(f"SELECT {layout}.stuck_runs_job_sql()").fetchone()[0]
     q = f"{layout}." if layout != "public" else ""
     with open_conn(url) as conn:
         # The caller's own path has the planted schemas first, as a careless psql session's would.
@@ -263,6 +274,7 @@ def test_planted_overloads_never_run_in_either_layout(layout, empty_db_url, cote
             f"SELECT * FROM {layout}.adopt_runs_table('app.runs'::regclass,"
             " completed_column => NULL::text, attempts_column => 'attempts'::text)",
             f"SELECT {layout}.unadopt_runs_table('app.runs'::regclass, false)",
+            job,
         ):
             conn.execute(call).fetchall()
     del q
