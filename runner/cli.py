@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from .connection import DEFAULT_SCHEMA
-from .context import Settings, one_line
+from .context import WARNED, Settings, one_line
 
 # Each command and the module that holds it, imported only when it runs:
 # `recover` at every start-up pays for nothing else.
@@ -228,6 +228,7 @@ def main(ctx: click.Context, database_url: str | None, direct_url: str | None, s
     DATABASE_URL and DIRECT_URL are read from .env in the working directory
     when neither the command line nor the environment gives them, as Prisma does.
     """
+    WARNED.clear()
     given = ctx.get_parameter_source("schema") != click.core.ParameterSource.DEFAULT
     if not database_url or not direct_url:
         dotenv = read_dotenv()

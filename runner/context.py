@@ -104,13 +104,15 @@ def note(message: str) -> None:
     click.echo(f"[stuck-runs] {message}", err=True)
 
 
+# Warnings said in this command (cli.main starts each command with an empty set).
+WARNED: set[str] = set()
+
+
 def warn(message: str) -> None:
     """One line per distinct warning: the SQL and the runner may both report a lost table."""
-    ctx = click.get_current_context(silent=True)
-    seen: set[str] = ctx.find_root().meta.setdefault("stuck_runs.warned", set()) if ctx else set()
-    if message in seen:
+    if message in WARNED:
         return
-    seen.add(message)
+    WARNED.add(message)
     click.echo(f"stuck-runs: warning: {message}", err=True)
 
 

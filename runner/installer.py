@@ -237,7 +237,7 @@ SELECT t.schema_name,
                   WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum > 0
                     AND NOT a.attisdropped
                     AND a.attname OPERATOR(pg_catalog.=)
-                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) r.parameter)))
+                        (pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) r.parameter))))
          AS candidates
 FROM stuck_runs_tables AS t
 JOIN wanted AS w ON (t.schema_name, t.relation_name) = (w.nsp, w.rel)

@@ -29,12 +29,21 @@ def human_duration(value: timedelta | None) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
+def shown(value: Any) -> str:
+    """A value from a table as one line: control characters (a newline, an ANSI escape in
+    a run id written by the table's owner) are escaped, so no value can forge a line."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _run_name(row: Mapping[str, Any], id_key: str = "run_id") -> str:
     """The run id, prefixed with its table unless it lives in the built-in table."""
     table = row.get("table_name")
     if table and table != "qualification_runs":
-        return f"{table} {row[id_key]}"
-    return str(row[id_key])
+        return f"{shown(table)} {shown(row[id_key])}"
+    return shown(row[id_key])
 
 
 def _progress(row: Mapping[str, Any]) -> str:
@@ -47,7 +56,7 @@ def _progress(row: Mapping[str, Any]) -> str:
 
 def active_line(row: Mapping[str, Any]) -> str:
     line = (
-        f"  - {_run_name(row)}: {row['status']}, {_progress(row)}, "
+        f"  - {_run_name(row)}: {shown(row['status'])}, {_progress(row)}, "
         f"age: {human_duration(row['age'])}, idle: {human_duration(row['idle'])}"
     )
     if row.get("stuck"):
@@ -60,7 +69,7 @@ def recovered_line(row: Mapping[str, Any]) -> str:
     status = row.get("status") or ("PENDING" if row.get("action") == "requeued" else "FAILED")
     return (
         f"  - Run {_run_name(row)}: {_progress(row)} completed "
-        f"(status: {row['previous_status']} {ARROW} {status}), "
+        f"(status: {shown(row['previous_status'])} {ARROW} {shown(status)}), "
         f"idle: {human_duration(row['idle'])}"
     )
 
@@ -78,7 +87,7 @@ def resumed_line(row: Mapping[str, Any]) -> str:
     """A row of resumed_record(): the run, its status now and the progress it kept."""
     attempts = "" if row.get("attempts") is None else f", attempts: {row['attempts']}"
     return (
-        f"  - Run {_run_name(row)}: resumed {ARROW} {row['status']}, "
+        f"  - Run {_run_name(row)}: resumed {ARROW} {shown(row['status'])}, "
         f"{_progress(row)} kept{attempts}"
     )
 

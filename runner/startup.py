@@ -69,14 +69,16 @@ _LEAST_RECOVERY = 0.5
     envvar="STUCK_RUNS_BATCH_SIZE",
     metavar="N",
     help="Recover in transactions of at most N runs, so that a backlog too big for the "
-    "bound is recovered over several starts, each keeping what it committed.",
+    "bound is recovered over several starts, each keeping what it committed. "
+    "Env: STUCK_RUNS_BATCH_SIZE.",
 )
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=0, max=2**31 - 1),
     envvar="STUCK_RUNS_MAX_ATTEMPTS",
     metavar="N",
-    help="Requeue a stuck run that has had fewer than N retries; fail the others.",
+    help="Requeue a stuck run that has had fewer than N retries; fail the others. "
+    "Env: STUCK_RUNS_MAX_ATTEMPTS.",
 )
 @click.option(
     "--timeout",

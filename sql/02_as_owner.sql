@@ -31,27 +31,26 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_runs_here(regclass) IS
     'Whether code attached to the table may run as the current role: only when its owner is a superuser or is this very session''s role. Otherwise recovery writes the table as its owner (_stuck_runs_as_owner).';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk(owner_id oid) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_deferred_risk() RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    -- Before PostgreSQL 17 a deferred trigger fires at COMMIT as whoever
-    -- commits, not as the role that queued it. A step run as the owner can
-    -- queue one on any table the owner may write: a user trigger, or the
-    -- recheck of a deferrable UNIQUE or EXCLUDE constraint (which evaluates
-    -- the owner's index expressions). Foreign-key checks run as the table's
-    -- owner whenever they fire, so they do not count.
+    -- A deferred check fires at COMMIT, after the step and outside the
+    -- table's subtransaction: before PostgreSQL 17 as whoever commits (the
+    -- caller's rights for the owner's code), and on any version a failure
+    -- there loses every table's recovery. The owner's code can queue one on
+    -- any deferrable constraint it can reach (through a parent table, a
+    -- column grant, another role's function) and defer it again after SET
+    -- CONSTRAINTS ALL IMMEDIATE, so no narrower rule holds: while any
+    -- non-superuser owns a deferrable constraint or trigger, tables of
+    -- untrusted owners are not touched.
     SELECT pg_catalog.string_agg(tg.oid::text, ',' ORDER BY tg.oid)
     FROM pg_catalog.pg_trigger AS tg
     JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-    LEFT JOIN pg_catalog.pg_constraint AS k ON k.oid OPERATOR(pg_catalog.=) tg.tgconstraint
     WHERE tg.tgdeferrable AND NOT o.rolsuper
-      AND (k.contype IS NULL OR k.contype OPERATOR(pg_catalog.<>) 'f')
-      AND pg_catalog.has_table_privilege(owner_id, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
-      AND pg_catalog.current_setting('server_version_num')::integer OPERATOR(pg_catalog.<) 170000
 $$;
-COMMENT ON FUNCTION _stuck_runs_deferred_risk(oid) IS
-    'On PostgreSQL before 17: the deferrable triggers (user triggers, UNIQUE and EXCLUDE rechecks) of non-superusers on tables the role may write, which would fire at COMMIT as the committing role. NULL when there are none, and always on 17 and later.';
+COMMENT ON FUNCTION _stuck_runs_deferred_risk() IS
+    'The deferrable triggers (user triggers, and those of deferrable UNIQUE, EXCLUDE and FOREIGN KEY constraints) on tables of non-superusers: while there are any, a step as a table''s owner could leave a check to fire at COMMIT, outside that table''s subtransaction. NULL when there are none.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_session_state() RETURNS text
 LANGUAGE sql VOLATILE
@@ -110,12 +109,11 @@ AS $$
          FROM pg_catalog.pg_trigger AS tg
          JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
          JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-         WHERE tg.tgdeferrable AND NOT o.rolsuper
-           AND pg_catalog.current_setting('server_version_num')::pg_catalog.int4 OPERATOR(pg_catalog.<) 170000)
+         WHERE tg.tgdeferrable AND NOT o.rolsuper)
     ]::pg_catalog.text[], ' | ', '')
 $$;
 COMMENT ON FUNCTION _stuck_runs_session_state() IS
-    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, LISTEN channels, advisory locks, deferrable triggers of non-superusers (before PostgreSQL 17).';
+    'A fingerprint of what a step run as a table''s owner could leave behind in the caller''s session: settings, temporary objects, prepared statements, cursors, LISTEN channels, advisory locks, deferrable triggers of non-superusers.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_as_owner(
     table_name   regclass,
@@ -165,10 +163,10 @@ BEGIN
     FROM pg_catalog.pg_locks AS k
     WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory' AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid();
     SELECT pg_catalog.array_agg(ps.name) INTO prepared FROM pg_catalog.pg_prepared_statements AS ps;
-    IF _stuck_runs_deferred_risk(owner_id) IS NOT NULL THEN
-        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable trigger on a table % may write, which PostgreSQL before 17 would fire at COMMIT as %', table_name, owner_name, CURRENT_USER
+    IF _stuck_runs_deferred_risk() IS NOT NULL THEN
+        RAISE EXCEPTION 'stuck-runs: % was not touched: a non-superuser owns a deferrable constraint or trigger, whose check could be left to fire at COMMIT, outside this table''s step', table_name
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Recover it as its owner, or on PostgreSQL 17 or later.';
+                  HINT = pg_catalog.format('Recover it as %s, its owner.', owner_name);
     END IF;
 
     -- A function of the owner's, made and dropped inside this transaction (no

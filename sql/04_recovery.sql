@@ -168,7 +168,7 @@ BEGIN
     -- no equality operator of the id's type, whatever that type is, is needed.
     RETURN pg_catalog.format($sql$
         WITH candidates AS (
-            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched
+            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched, %13$s AS requeue
             FROM %4$s AS r
             WHERE %5$s
             ORDER BY r.%6$I
@@ -184,9 +184,12 @@ BEGIN
                       CASE WHEN pg_catalog.isfinite(%10$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %10$s END AS age,
                       CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.now() OPERATOR(pg_catalog.-) c.touched END AS idle,
                       CASE WHEN %2$s OPERATOR(pg_catalog.=) %11$L THEN 'failed' ELSE 'requeued' END AS action,
-                      %12$s AS attempts
+                      %12$s AS attempts, c.requeue
         )
+        -- Only runs that took the status recovery wrote: one a trigger kept
+        -- active is not reported, audited or counted against the batch.
         SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM changed AS c
+        WHERE c.action OPERATOR(pg_catalog.=) CASE WHEN c.requeue THEN 'requeued' ELSE 'failed' END
         $sql$,
         _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column), _stuck_runs_touched_sql(t),
         qualified, _stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
@@ -194,7 +197,7 @@ BEGIN
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
         _stuck_runs_time_sql(t, t.created_at_column),
         t.failed_status,
-        _stuck_runs_count_sql(t.attempts_column));
+        _stuck_runs_count_sql(t.attempts_column), requeue);
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS

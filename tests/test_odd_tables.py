@@ -25,7 +25,7 @@ def test_a_threshold_whose_cutoff_lies_ahead_is_refused_everywhere(threshold, co
     )
 
 
-def test_lost_coverage_is_a_warning_in_the_sql_itself(conn):
+def test_lost_coverage_is_said_by_the_sql_itself(conn):
     """psql, pg_cron and an app's own query see it, not only the runner."""
     conn.execute(
         "CREATE TABLE jobs (id text PRIMARY KEY, status text NOT NULL, created_at timestamptz"

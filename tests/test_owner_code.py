@@ -433,11 +433,13 @@ def test_the_audit_is_stamped_with_its_writer_and_time(db_url):
         conn.execute(f'DROP ROLE "{forger}"')
 
 
-def test_a_deferred_trigger_never_fires_as_the_committer(empty_db_url, drop_roles):
-    """Before PostgreSQL 17 a deferred trigger fires at COMMIT as whoever commits.
+def test_a_deferred_trigger_never_fires_outside_the_step(empty_db_url, drop_roles):
+    """A deferred check fires at COMMIT, outside the table's step.
 
-    There, a table whose owner has deferrable triggers is refused with a WARNING;
-    from 17 on the trigger fires as the owner that queued it, and the run is recovered.
+    Before PostgreSQL 17 it would fire as whoever commits; on every version a
+    failure there would lose every table's recovery. The owner's code can queue
+    one on any deferrable constraint it reaches and defer it again, so while a
+    non-superuser owns one, tables of untrusted owners are refused.
     """
     h = make_hostile(
         empty_db_url,
@@ -457,12 +459,41 @@ def test_a_deferred_trigger_never_fires_as_the_committer(empty_db_url, drop_role
         ).fetchall()
         calls, as_superuser = h.counters(conn)
         assert as_superuser == 0 and not h.is_superuser(conn)
-        recovered = {r for _, r in rows}
-        if conn.info.server_version >= 170000:
-            assert recovered == {"app-stuck", "builtin-stuck"} and calls == 1
-        else:
-            assert recovered == {"builtin-stuck"} and calls == 0
-            assert any("deferrable trigger" in n for n in notices), notices
+        assert {r for _, r in rows} == {"builtin-stuck"} and calls == 0
+        assert any("deferrable constraint or trigger" in n for n in notices), notices
+
+
+def test_a_run_the_owners_code_keeps_active_is_not_reported_nor_blocks_others(
+    empty_db_url, drop_roles
+):
+    """A trigger that undoes recovery's status must not fill every batch, for ever."""
+    h = make_hostile(
+        empty_db_url,
+        """
+        CREATE FUNCTION app.keep() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.status := OLD.status; NEW.updated_at := OLD.updated_at; RETURN NEW; END $$;
+        CREATE TRIGGER keep BEFORE UPDATE ON app.runs FOR EACH ROW EXECUTE FUNCTION app.keep();
+        """,
+    )
+    drop_roles.append(h)
+    with open_conn(h.url) as conn:
+        rows = conn.execute(
+            "SELECT run_id FROM stuck_runs.recover_stuck_runs('5 minutes', max_runs => 1)"
+        ).fetchall()
+        assert rows == [("builtin-stuck",)]
+        assert conn.execute(
+            "SELECT count(*) FROM stuck_runs.run_recoveries WHERE table_name = 'app.runs'"
+        ).fetchone() == (0,)
+
+
+def test_no_value_in_a_table_can_forge_a_line_of_output(db_url):
+    with open_conn(db_url) as conn:
+        insert_run(conn, "PROCESSING", idle="2 hours", run_id="x\n  - Run forged: \x1b[2J")
+    result = run_cli("--database-url", db_url, "recover")
+    assert result.returncode == 0, result.stderr
+    assert "forged" in result.stderr
+    assert not any(line.startswith("  - Run forged") for line in result.stderr.splitlines())
+    assert "\x1b" not in result.stderr
 
 
 def test_a_locked_table_stalls_only_itself_and_briefly(empty_db_url, drop_roles):
@@ -545,7 +576,9 @@ def test_a_deferred_check_that_fails_at_commit_costs_only_its_table(empty_db_url
             "SELECT run_id FROM stuck_runs.recover_stuck_runs('5 minutes')"
         ).fetchall()
         assert rows == [("builtin-stuck",)]
-        assert any("app.runs was not swept" in n and "foreign key" in n for n in notices), notices
+        assert any(
+            "app.runs was not swept" in n and "deferrable constraint" in n for n in notices
+        ), notices
         assert conn.execute(
             "SELECT status FROM stuck_runs.qualification_runs WHERE id = 'builtin-stuck'"
         ).fetchone() == ("FAILED",)

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -359,7 +360,7 @@ def test_relocation_into_a_quoted_schema_keeps_the_roles_that_used_it(empty_db_u
     fresh = db_url
     schema = 'Stuck "Runs"'
     build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
-    role = f"worker_{empty_db_url.rsplit('_', 1)[-1].split('?')[0]}"
+    role = f"worker_{uuid.uuid4().hex[:8]}"
     with conn_to(empty_db_url, "public") as conn:
         conn.execute(f"CREATE ROLE {role}")
         conn.execute(f"GRANT SELECT ON public.run_recoveries TO {role}")
@@ -443,7 +444,7 @@ def test_the_apps_own_qualification_runs_stays_where_it_is(empty_db_url, db_url)
 def test_a_move_never_takes_another_roles_object_into_stuck_runs(empty_db_url):
     build_release(empty_db_url, "public", RELEASES["0.1 (0001+0002)"])
     assert run_cli("--database-url", empty_db_url, "migrate").returncode == 0
-    role = f"mallory_{empty_db_url.rsplit('_', 1)[-1].split('?')[0]}"
+    role = f"mallory_{uuid.uuid4().hex[:8]}"
     with conn_to(empty_db_url, "public") as conn:
         conn.execute("CREATE SCHEMA stuck_runs")
         with conn.transaction():
@@ -455,12 +456,12 @@ def test_a_move_never_takes_another_roles_object_into_stuck_runs(empty_db_url):
             conn.execute(OLD_RELOCATE)
         # A helper the old move left behind is gone, and a role that may
         # create in the app's schema puts its own under that name.
-        conn.execute("DROP FUNCTION public._stuck_runs_literals(text[])")
+        conn.execute("DROP FUNCTION public._stuck_runs_qualified_name(regclass)")
         conn.execute(f"CREATE ROLE {role}")
         conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
         conn.execute(f"SET ROLE {role}")
         conn.execute(
-            "CREATE FUNCTION public._stuck_runs_literals(vals text[]) RETURNS text"
+            "CREATE FUNCTION public._stuck_runs_qualified_name(t regclass) RETURNS text"
             " LANGUAGE sql AS 'SELECT ''mallory'''"
         )
         conn.execute("RESET ROLE")
@@ -471,7 +472,7 @@ def test_a_move_never_takes_another_roles_object_into_stuck_runs(empty_db_url):
             owners = conn.execute(
                 "SELECT n.nspname, pg_get_userbyid(p.proowner) FROM pg_proc AS p"
                 " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
-                " WHERE p.proname = '_stuck_runs_literals'"
+                " WHERE p.proname = '_stuck_runs_qualified_name'"
             ).fetchall()
             assert owners == [("public", role)]
             assert any(
