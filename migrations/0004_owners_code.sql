@@ -228,7 +228,6 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     owner_name name;
-    owner_id   oid;
     home       text := _stuck_runs_schema();
     before     text;
     after      text;
@@ -246,7 +245,7 @@ BEGIN
         RETURN result;
     END IF;
 
-    SELECT o.rolname, o.oid INTO owner_name, owner_id
+    SELECT o.rolname INTO owner_name
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
     WHERE c.oid OPERATOR(pg_catalog.=) table_name;
@@ -1120,7 +1119,16 @@ CREATE OR REPLACE VIEW _stuck_runs_covered AS
                             WHERE a.attrelid OPERATOR(pg_catalog.=) s.table_name
                               AND a.attname OPERATOR(pg_catalog.=) j.name
                               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-                              AND _stuck_runs_fits(r.kind, a.atttypid::regtype)))
+                              -- _stuck_runs_fits(), spelled out: this runs at every call.
+                              AND (r.kind OPERATOR(pg_catalog.=) 'any'
+                                   OR a.atttypid OPERATOR(pg_catalog.=) ANY (CASE r.kind
+                                       WHEN 'time' THEN '{timestamptz,timestamp}'::regtype[]::pg_catalog.oid[]
+                                       WHEN 'count' THEN '{int2,int4,int8}'::regtype[]::pg_catalog.oid[]
+                                       ELSE '{text,varchar}'::regtype[]::pg_catalog.oid[] END)
+                                   OR (r.kind OPERATOR(pg_catalog.=) 'status'
+                                       AND EXISTS (SELECT FROM pg_catalog.pg_type AS ty
+                                                   WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid
+                                                     AND ty.typtype OPERATOR(pg_catalog.=) 'e')))))
     ORDER BY s.table_name::text;
 COMMENT ON VIEW _stuck_runs_covered IS
     'The registered tables recovery can sweep now (stuck_runs_coverage_problems() reports the others), in a stable order: the one list the sweep, the views and resume_run() share.';
@@ -1134,10 +1142,8 @@ AS $$
     -- database, the role or the session set. Local to the transaction; the
     -- callers put the old value back.
     SELECT pg_catalog.set_config('lock_timeout', '2s', true)
-    FROM pg_catalog.pg_settings AS s
-    WHERE s.name OPERATOR(pg_catalog.=) 'lock_timeout'
-      AND (s.setting::pg_catalog.int8 OPERATOR(pg_catalog.=) 0
-           OR s.setting::pg_catalog.int8 OPERATOR(pg_catalog.>) 2000)
+    FROM (SELECT pg_catalog.current_setting('lock_timeout')::interval AS wait) AS s
+    WHERE s.wait OPERATOR(pg_catalog.=) interval '0' OR s.wait OPERATOR(pg_catalog.>) interval '2s'
 $$;
 COMMENT ON FUNCTION _stuck_runs_bound_lock_wait() IS
     'Bounds the wait for one table''s lock to 2 seconds for the rest of the transaction (callers restore lock_timeout when done), so that one locked table never stalls the others.';

@@ -129,7 +129,6 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     owner_name name;
-    owner_id   oid;
     home       text := _stuck_runs_schema();
     before     text;
     after      text;
@@ -147,7 +146,7 @@ BEGIN
         RETURN result;
     END IF;
 
-    SELECT o.rolname, o.oid INTO owner_name, owner_id
+    SELECT o.rolname INTO owner_name
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
     WHERE c.oid OPERATOR(pg_catalog.=) table_name;

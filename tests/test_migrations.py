@@ -28,7 +28,7 @@ LANDED = {
     "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
     # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (README).
     "0003_beside_the_app.sql": "5d8d84d0a30d9e1bf70c0607939ab7d4e47ba33e3d6c4d4c39eaba2aa8623c8d",
-    "0004_owners_code.sql": "301c1cef9217c264d3257f41f67a718604b71d81ec832d25942cb2072d6202c4",
+    "0004_owners_code.sql": "3abd74c4cd16d4bc4922648beb6be4427df923af748d4721f0700cdf9ff0313b",
 }
 
 
