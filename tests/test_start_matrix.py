@@ -415,7 +415,7 @@ def start_app(app: Path, env: dict[str, str]) -> Started:
                 wall = time.monotonic() - started
                 break
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2)
+            proc.wait(timeout=1)
     finally:
         guard.cancel()
         with contextlib.suppress(ProcessLookupError):
