@@ -146,6 +146,7 @@ AS $$
                                 JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
                                 WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name
                                   AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+                                  AND c.relkind IN ('r', 'p')
                                   AND pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
            END, false)
 $$;
@@ -509,7 +510,8 @@ AS $$
     SELECT CASE
         WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
              AND EXISTS (SELECT FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                         WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relname OPERATOR(pg_catalog.=) t.relation_name)
+                         WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+                           AND c.relkind IN ('r', 'p'))
         THEN pg_catalog.format('%I.%I was dropped and re-created: recovery does not cover the new table; adopt it again (stuck-runs migrate --adopt)',
                     t.schema_name, t.relation_name)
         WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
