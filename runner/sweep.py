@@ -124,11 +124,11 @@ def open_connection(
     return conn
 
 
-# Registered tables recovery no longer covers although a table is there: its own
-# (a mapped column dropped, renamed or retyped; its owner changed; an entry from
-# before 0.3) or a new one under the name it was adopted under (dropped and
-# re-created: prisma migrate reset, a field renamed by drop and add is the
-# other case). While one exists the command fails; an entry whose table is
+# Registered tables recovery no longer covers although a table is there: the
+# entry's own (a mapped column dropped, renamed by drop and add, or retyped; its
+# owner changed; an entry from before 0.3), or a new table under the name it was
+# adopted under that nothing else registered (dropped and re-created: prisma
+# migrate reset). While one exists the command fails; an entry whose table is
 # gone for good only warns (`unadopt --table NAME` removes it).
 _LOST = """
 SELECT coalesce(
