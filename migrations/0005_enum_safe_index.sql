@@ -71,91 +71,98 @@ CREATE OR REPLACE FUNCTION stuck_runs_label(status anyenum) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS 'SELECT pg_catalog.textin(pg_catalog.enum_out($1))';
 COMMENT ON FUNCTION stuck_runs_label(anyenum) IS
-    'A status as text, for the sweep index''s predicate. Not the enum itself: a predicate naming the enum type (''PENDING''::"RunStatus") makes the ORM''s next migration fail when it re-creates the type to drop or rename a value, because ALTER COLUMN ... TYPE rebuilds the index against the new type. Declared IMMUTABLE, which enum_out is not (RENAME VALUE), so that an index predicate may call it; called by function name, never a cast, so a cast the enum''s owner defines is never run. No pinned search_path and EXECUTE for everyone: every write to the application''s table evaluates it, and it names only pg_catalog.';
+    'A status as text, for the sweep index''s predicate. Not the enum itself: a predicate naming the enum type (''PENDING''::"RunStatus") makes the ORM''s next migration fail when it re-creates the type to drop or rename a value, because ALTER COLUMN ... TYPE rebuilds the index against the new type. Declared IMMUTABLE, which enum_out is not (ALTER TYPE ... RENAME VALUE: the sweep index must then be rebuilt), so that an index predicate may call it; called by function name, never a cast, so a cast the enum''s owner defines is never run. No pinned search_path and EXECUTE for everyone: every write to the application''s table evaluates it, and it names only pg_catalog.';
 CREATE OR REPLACE FUNCTION stuck_runs_label(status text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS 'SELECT $1';
 COMMENT ON FUNCTION stuck_runs_label(text) IS
-    'A text (or varchar) status as it is: inlined by the planner, so the sweep predicate of a text column stays a plain comparison that matches any index on it, and an index built on it survives the column becoming an enum.';
+    'A text status as it is: inlined by the planner, so the predicate of a text column stays a plain comparison, and an index built on it survives the column becoming an enum or varchar.';
+CREATE OR REPLACE FUNCTION stuck_runs_label(status varchar) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS 'SELECT $1::pg_catalog.text';
+COMMENT ON FUNCTION stuck_runs_label(varchar) IS
+    'A varchar status as text (inlined): an exact match, so that the index''s printed predicate holds no cast that would stop the column from becoming an enum.';
+CREATE OR REPLACE FUNCTION _stuck_runs_label_ok() RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    -- The call is resolved by name in stuck-runs' schema, where an exact-type
+    -- overload would win over (anyenum). No role but stuck-runs' owner may
+    -- create there (migrate refuses such a schema), but the legacy layout in
+    -- public may have been opened since.
+    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 3
+    FROM pg_catalog.pg_proc AS p
+    WHERE p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+      AND p.pronamespace OPERATOR(pg_catalog.=) _stuck_runs_schema()::pg_catalog.regnamespace
+$$;
+COMMENT ON FUNCTION _stuck_runs_label_ok() IS
+    'Whether stuck-runs'' schema holds only its own three stuck_runs_label() functions, so that a call by name can only reach them.';
+CREATE OR REPLACE FUNCTION _stuck_runs_label_sql(status_sql text) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT _stuck_runs_label_ok() THEN
+        RAISE EXCEPTION 'schema % holds a function stuck_runs_label() that stuck-runs did not create', _stuck_runs_schema()
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop it, and take CREATE on the schema away from every role but stuck-runs'' owner.';
+    END IF;
+    RETURN pg_catalog.format('%s.stuck_runs_label(%s)', _stuck_runs_schema(), status_sql);
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_label_sql(text) IS
+    'SQL text calling stuck_runs_label() on a status; refused while the schema holds an overload stuck-runs did not create, which an exact-type match would reach instead.';
+CREATE OR REPLACE FUNCTION _stuck_runs_text_list(statuses text[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT pg_catalog.format('ARRAY[%s]', pg_catalog.string_agg(pg_catalog.format('%L::pg_catalog.text', v), ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)
+$$;
+COMMENT ON FUNCTION _stuck_runs_text_list(text[]) IS
+    'SQL text of the statuses as a text array of literals (the planner matches a partial index only against literals).';
 CREATE OR REPLACE FUNCTION _stuck_runs_status_in(status_sql text, statuses text[], status_type regtype)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    -- What `status IN ('PENDING', 'PROCESSING')` means, compared as text
-    -- through stuck_runs_label() so that the sweep index's predicate names no
-    -- type of the application's (see stuck_runs_label(anyenum)), and spelled so
-    -- that only pg_catalog's = can be chosen. Literals, because the planner
-    -- matches a partial index only against them. The text form is the same for
-    -- every status type; status_type only says whether the column exists.
-    SELECT pg_catalog.format('%s.stuck_runs_label(%s) OPERATOR(pg_catalog.=) ANY (ARRAY[%s])',
-               _stuck_runs_schema(), status_sql,
-               pg_catalog.string_agg(pg_catalog.format('%L::pg_catalog.text', v), ', ' ORDER BY o))
-    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)
-    WHERE status_type IS NOT NULL
+    -- What `status IN ('PENDING', 'PROCESSING')` means for the sweeps and the
+    -- views, spelled so that only pg_catalog's = can be chosen. The text form
+    -- through stuck_runs_label() is the sweep index's predicate, so the index
+    -- serves it. An enum is also compared as itself: that form is exact
+    -- whatever happened to the labels, and it matches the index that releases
+    -- before 0.4 built, until `stuck-runs migrate` replaces it.
+    SELECT CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e'
+                THEN pg_catalog.format('(%s AND %s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]))', l.text_form, status_sql,
+                         (SELECT pg_catalog.string_agg(pg_catalog.format('%L::%s', v, pg_catalog.format_type(ty.oid, NULL)), ', ' ORDER BY o)
+                          FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)))
+                ELSE l.text_form END
+    FROM pg_catalog.pg_type AS ty,
+         LATERAL (SELECT pg_catalog.format('%s OPERATOR(pg_catalog.=) ANY (%s)', _stuck_runs_label_sql(status_sql),
+                                           _stuck_runs_text_list(statuses)) AS text_form) AS l
+    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
 $$;
-CREATE OR REPLACE FUNCTION _stuck_runs_index_predicate(status_column text, statuses text[], status_type regtype)
+COMMENT ON FUNCTION _stuck_runs_status_in(text, text[], regtype) IS
+    'SQL text of "this status is one of these": the condition the sweeps and the views share, which implies the sweep index''s predicate.';
+CREATE OR REPLACE FUNCTION _stuck_runs_index_predicate(status_column text, statuses text[])
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     -- How pg_get_expr() prints the predicate that stuck_runs_index_ddl() builds,
     -- under this function's pinned search_path (our schema visible, so the
-    -- function name unqualified): an index whose predicate reads otherwise was
-    -- built by an older release (naming the enum type) or for other statuses.
-    SELECT pg_catalog.format('(stuck_runs_label(%s) = ANY (ARRAY[%s]))',
-               CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e' OR ty.oid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
-                    THEN pg_catalog.quote_ident(status_column)
-                    ELSE pg_catalog.format('(%I)::text', status_column) END,
+    -- function name unqualified), literals quoted as the server quotes them
+    -- (backslashes doubled while standard_conforming_strings is off, and never
+    -- an E''): an index whose predicate
+    -- reads otherwise was built by an older release (naming the enum type) or
+    -- for other statuses.
+    SELECT pg_catalog.format('(stuck_runs_label(%s) = ANY (ARRAY[%s]))', pg_catalog.quote_ident(status_column),
                pg_catalog.string_agg(
-                   '''' OPERATOR(pg_catalog.||) pg_catalog.replace(v, '''', '''''') OPERATOR(pg_catalog.||) '''::text',
+                   '''' OPERATOR(pg_catalog.||)
+                   CASE WHEN pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'off'
+                        THEN pg_catalog.replace(pg_catalog.replace(v, E'\\', E'\\\\'), '''', '''''')
+                        ELSE pg_catalog.replace(v, '''', '''''') END
+                   OPERATOR(pg_catalog.||) '''::text',
                    ', ' ORDER BY o))
-    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o),
-         pg_catalog.pg_type AS ty
-    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
-    GROUP BY ty.typtype, ty.oid
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)
 $$;
-COMMENT ON FUNCTION _stuck_runs_index_predicate(text, text[], regtype) IS
+COMMENT ON FUNCTION _stuck_runs_index_predicate(text, text[]) IS
     'The sweep index''s predicate as PostgreSQL prints it back: how stuck_runs_index_ddl() tells a current sweep index from one built by an older release or for other statuses.';
-CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
-LANGUAGE sql STABLE
-AS $$
-    WITH target AS (
-        SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
-               -- NULL: no index of that name; false: one to drop (an interrupted
-               -- CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
-               -- IF NOT EXISTS would take for done; an older release's predicate
-               -- names the enum type and would fail the ORM's next migration of
-               -- it); true: current. The built-in table's index is made by its
-               -- migration, as the table is.
-               (SELECT i.indisvalid
-                       AND (t.managed
-                            OR (i.indnatts OPERATOR(pg_catalog.=) 1
-                                AND i.indexprs IS NULL
-                                AND (SELECT a.attname FROM pg_attribute AS a
-                                     WHERE a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-                                       AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0])
-                                    OPERATOR(pg_catalog.=) t.updated_at_column
-                                AND pg_catalog.pg_get_expr(i.indpred, i.indrelid) OPERATOR(pg_catalog.=)
-                                    _stuck_runs_index_predicate(t.status_column, t.active_statuses,
-                                        _stuck_runs_column_type(t.table_name, t.status_column))))
-                FROM pg_index AS i JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
-                WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_name AND ic.relname OPERATOR(pg_catalog.=) _stuck_runs_index_name(t.table_name)
-               ) AS current
-        FROM stuck_runs_tables AS t
-        JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
-        JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-        WHERE t.table_name OPERATOR(pg_catalog.=) stuck_runs_index_ddl.table_name
-    )
-    SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
-    FROM target AS x WHERE x.current OPERATOR(pg_catalog.=) false
-    UNION ALL
-    SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %s',
-                  x.index_name, x.nspname, x.relname, x.updated_at_column,
-                  _stuck_runs_status_in(pg_catalog.quote_ident(x.status_column), x.active_statuses,
-                                        _stuck_runs_column_type(x.table_name, x.status_column)))
-    FROM target AS x WHERE x.current IS DISTINCT FROM true
-$$;
-COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
-    'The statements that give an adopted table its sweep index, in order; none when the index is current. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
 CREATE OR REPLACE FUNCTION _stuck_runs_may_forget(t stuck_runs_tables) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
@@ -274,6 +281,92 @@ AS $$
               LIMIT 1)
     END
 $$;
+CREATE OR REPLACE FUNCTION _stuck_runs_index_state(t stuck_runs_tables, index_name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- 'current', 'outdated' (valid, but an older release's predicate, which
+    -- names the enum type and fails the ORM's next re-creation of it, or one
+    -- for other statuses or another column), 'invalid' (left by an interrupted
+    -- CREATE INDEX CONCURRENTLY, which IF NOT EXISTS would take for done), or
+    -- NULL when there is no index of that name on the table.
+    SELECT CASE WHEN NOT i.indisvalid THEN 'invalid'
+                WHEN i.indnatts OPERATOR(pg_catalog.=) 1 AND i.indexprs IS NULL
+                     AND a.attname OPERATOR(pg_catalog.=) t.updated_at_column
+                     AND pg_catalog.pg_get_expr(i.indpred, i.indrelid) OPERATOR(pg_catalog.=)
+                         _stuck_runs_index_predicate(t.status_column, t.active_statuses)
+                THEN 'current'
+                ELSE 'outdated' END
+    FROM pg_catalog.pg_index AS i
+    JOIN pg_catalog.pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+    LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                                           AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+    WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_name AND ic.relname OPERATOR(pg_catalog.=) index_name
+$$;
+COMMENT ON FUNCTION _stuck_runs_index_state(stuck_runs_tables, text) IS
+    'Whether the named index of a registered table is its current sweep index, an outdated or invalid one, or missing (NULL).';
+CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    -- A new index is built beside an outdated one under a second name, and
+    -- swapped in only once it is valid: a build cut short (an old transaction
+    -- holds CREATE INDEX CONCURRENTLY back) leaves the old index serving, and
+    -- the next run picks up where this one stopped. The built-in table's index
+    -- is made by its migration, as the table is. A table that no longer fits
+    -- its mapping gets nothing: it is not swept until adopted again.
+    WITH target AS (
+        SELECT pg_catalog.quote_ident(n.nspname) AS nsp, c.relname, t.updated_at_column,
+               x.index_name, x.next_name, t.managed,
+               _stuck_runs_index_state(t, x.index_name) AS state,
+               _stuck_runs_index_state(t, x.next_name) AS next_state,
+               pg_catalog.format('%s OPERATOR(pg_catalog.=) ANY (%s)',
+                   _stuck_runs_label_sql(pg_catalog.quote_ident(t.status_column)),
+                   _stuck_runs_text_list(t.active_statuses)) AS predicate
+        FROM stuck_runs_tables AS t
+        JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        CROSS JOIN LATERAL (
+            SELECT _stuck_runs_index_name(t.table_name) AS index_name,
+                   pg_catalog.left(_stuck_runs_index_name(t.table_name),
+                                   pg_catalog.length(_stuck_runs_index_name(t.table_name)) OPERATOR(pg_catalog.-) 3)
+                   OPERATOR(pg_catalog.||) 'new' AS next_name
+        ) AS x
+        WHERE t.table_name OPERATOR(pg_catalog.=) stuck_runs_index_ddl.table_name
+          AND _stuck_runs_mapping_problem(t) IS NULL
+          AND _stuck_runs_label_ok()
+          AND NOT (t.managed AND _stuck_runs_index_state(t, x.index_name) IS NOT NULL)
+    ), steps AS (
+        -- 1. Whatever is invalid goes, and a finished second index that is no
+        --    longer needed (or not current).
+        SELECT 1 AS step, pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %s.%I', x.nsp, x.index_name) AS ddl
+        FROM target AS x WHERE x.state OPERATOR(pg_catalog.=) 'invalid'
+        UNION ALL
+        SELECT 2, pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %s.%I', x.nsp, x.next_name)
+        FROM target AS x
+        WHERE x.next_state OPERATOR(pg_catalog.<>) 'current'
+           OR (x.next_state OPERATOR(pg_catalog.=) 'current' AND x.state OPERATOR(pg_catalog.=) 'current')
+        UNION ALL
+        -- 2. No usable index: built under its own name. An outdated one: the new
+        --    one is built beside it, which then takes its place.
+        SELECT 3, pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %s.%I (%I) WHERE %s',
+                      CASE WHEN x.state OPERATOR(pg_catalog.=) 'outdated' THEN x.next_name ELSE x.index_name END,
+                      x.nsp, x.relname, x.updated_at_column, x.predicate)
+        FROM target AS x
+        WHERE (x.state IS NULL OR x.state OPERATOR(pg_catalog.<>) 'current')
+          AND x.next_state IS DISTINCT FROM 'current'
+        UNION ALL
+        SELECT 4, pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %s.%I', x.nsp, x.index_name)
+        FROM target AS x
+        WHERE x.state OPERATOR(pg_catalog.=) 'outdated'
+        UNION ALL
+        SELECT 5, pg_catalog.format('ALTER INDEX %s.%I RENAME TO %I', x.nsp, x.next_name, x.index_name)
+        FROM target AS x
+        WHERE (x.state IS NULL OR x.state OPERATOR(pg_catalog.<>) 'current')
+          AND (x.state OPERATOR(pg_catalog.=) 'outdated' OR x.next_state OPERATOR(pg_catalog.=) 'current')
+    )
+    SELECT s.ddl FROM steps AS s ORDER BY s.step
+$$;
+COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
+    'The statements that give an adopted table its current sweep index, in order; none when it has it. Run them one by one and stop at the first that fails: the index in use is only replaced once its successor is valid. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
 
 -- from sql/99_hardening.sql
 -- stuck-runs: pin every function's search_path, take EXECUTE away from PUBLIC,
@@ -283,6 +376,44 @@ $$;
 -- adopt_runs_table, stuck_runs_grant_sql, ...); private helpers start with an
 -- underscore (_stuck_runs_*), so that \df stuck_runs.* shows the API at a glance.
 
+CREATE OR REPLACE FUNCTION _stuck_runs_share_label() RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fn     regprocedure;
+    schema text := _stuck_runs_schema();
+BEGIN
+    -- The sweep index's predicate calls stuck_runs_label() at every write of
+    -- an adopted table, by whichever role writes, and the sweeps that run as
+    -- the table's owner name it: every role may look it up and execute it.
+    -- USAGE lets a role look names up, nothing more: no table, view or other
+    -- function of ours is granted to PUBLIC. It pins nothing (a pinned setting
+    -- would cost every write a GUC switch and keep the planner from inlining
+    -- the text variants); its bodies name only pg_catalog. Granted only when
+    -- missing (`stuck-runs migrate` calls this every time: a restore with
+    -- --no-acl drops the grants), and only the schema's owner may.
+    IF NOT (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+            FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
+        IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+            RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
+        END IF;
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
+    END IF;
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+          AND NOT pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_share_label() IS
+    'Lets every role look up and execute stuck_runs_label(), which sweep indexes call at every write, where those grants are missing.';
 CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -309,28 +440,7 @@ BEGIN
                                   fn, schema);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
-    -- The sweep index's predicate calls stuck_runs_label() at every write of
-    -- an adopted table, by whichever role writes: everyone may execute it, and
-    -- it pins nothing (a pinned setting would cost every write a GUC switch
-    -- and keep the planner from inlining the text variant). Its bodies name
-    -- only pg_catalog.
-    FOR fn IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
-          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
-    LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
-    END LOOP;
-    -- And a table's owner names it, as schema.stuck_runs_label, in the sweeps
-    -- that run as that owner. USAGE lets a role look names up, nothing more:
-    -- no table, view or other function of ours is granted to PUBLIC. Only the
-    -- schema's owner may grant it; another installer leaves it to them.
-    IF (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
-        FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
-        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
-    ELSE
-        RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
-    END IF;
+    PERFORM _stuck_runs_share_label();
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_harden() IS

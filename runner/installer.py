@@ -156,6 +156,9 @@ def install(
         statement_timeout=plan.cap(plan.statement_timeout),
         session=True,
     ) as conn:
+        # A restore with --no-acl drops the grants that let other owners' sweeps
+        # and writes call stuck_runs_label(); migrate is where they come back.
+        conn.execute("SELECT _stuck_runs_share_label()")
         print_notices(conn, skip=(INDEX_NOTICE,) if plan.table else ())
         if plan.table:
             adopt_table(conn, target, plan)

@@ -272,7 +272,12 @@ def build_missing_indexes(
         (table, table),
     ).fetchall()
     previous = conn.execute("SELECT pg_catalog.current_setting('statement_timeout')").fetchone()
+    failed: set[str] = set()
     for table_name, ddl in rows:
+        if table_name in failed:
+            # The statements of a table build on each other: after one fails,
+            # the index in use stays, and the next migrate starts over.
+            continue
         echo(f"{table_name}: {ddl}")
         try:
             conn.execute(
@@ -281,15 +286,17 @@ def build_missing_indexes(
             )
             conn.execute(ddl)
         except psycopg.errors.QueryCanceled:
+            failed.add(table_name)
             warn(
-                f"the sweep index of {table_name} was not built within {timeout:g} s (an older "
-                "open transaction on the table holds CREATE INDEX CONCURRENTLY back); sweeps "
-                "work without it, only slower, and the next `stuck-runs migrate` or `start` "
-                "builds it"
+                f"the sweep index of {table_name} was not {'built' if ddl.startswith('CREATE') else 'replaced'}"
+                f" within {timeout:g} s (an older open transaction on the table holds CONCURRENTLY "
+                "back); sweeps work without it, only slower, and the next `stuck-runs migrate` or "
+                "`start` takes it up again"
             )
         except psycopg.Error as exc:
             # One table's index never fails the whole migrate: sweeps still
             # work without it, only slower, and the next migrate tries again.
+            failed.add(table_name)
             warn(f"could not build the sweep index of {table_name}: {first_line(exc)}")
     if rows and previous is not None:
         conn.execute("SELECT pg_catalog.set_config('statement_timeout', %s, false)", previous)
@@ -311,4 +318,11 @@ def unadopted_builtin(conn: psycopg.Connection, target: Target) -> tuple[str, li
 
 
 def creating(line: str) -> None:
-    note(f"creating the sweep index concurrently on {line}")
+    """Say what an index statement does to a table, before it runs ("table: statement")."""
+    table, _, ddl = line.partition(": ")
+    if ddl.startswith("CREATE"):
+        note(f"creating the sweep index concurrently on {line}")
+    elif ddl.startswith("DROP"):
+        note(f"dropping an outdated or unfinished sweep index of {line}")
+    else:
+        note(f"putting the rebuilt sweep index of {table} in place: {ddl}")

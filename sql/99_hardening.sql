@@ -5,6 +5,45 @@
 -- adopt_runs_table, stuck_runs_grant_sql, ...); private helpers start with an
 -- underscore (_stuck_runs_*), so that \df stuck_runs.* shows the API at a glance.
 
+CREATE OR REPLACE FUNCTION _stuck_runs_share_label() RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fn     regprocedure;
+    schema text := _stuck_runs_schema();
+BEGIN
+    -- The sweep index's predicate calls stuck_runs_label() at every write of
+    -- an adopted table, by whichever role writes, and the sweeps that run as
+    -- the table's owner name it: every role may look it up and execute it.
+    -- USAGE lets a role look names up, nothing more: no table, view or other
+    -- function of ours is granted to PUBLIC. It pins nothing (a pinned setting
+    -- would cost every write a GUC switch and keep the planner from inlining
+    -- the text variants); its bodies name only pg_catalog. Granted only when
+    -- missing (`stuck-runs migrate` calls this every time: a restore with
+    -- --no-acl drops the grants), and only the schema's owner may.
+    IF NOT (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+            FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
+        IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+            RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
+        END IF;
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
+    END IF;
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+          AND NOT pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_share_label() IS
+    'Lets every role look up and execute stuck_runs_label(), which sweep indexes call at every write, where those grants are missing.';
+
 CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -31,28 +70,7 @@ BEGIN
                                   fn, schema);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
-    -- The sweep index's predicate calls stuck_runs_label() at every write of
-    -- an adopted table, by whichever role writes: everyone may execute it, and
-    -- it pins nothing (a pinned setting would cost every write a GUC switch
-    -- and keep the planner from inlining the text variant). Its bodies name
-    -- only pg_catalog.
-    FOR fn IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
-          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
-    LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
-    END LOOP;
-    -- And a table's owner names it, as schema.stuck_runs_label, in the sweeps
-    -- that run as that owner. USAGE lets a role look names up, nothing more:
-    -- no table, view or other function of ours is granted to PUBLIC. Only the
-    -- schema's owner may grant it; another installer leaves it to them.
-    IF (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
-        FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
-        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
-    ELSE
-        RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
-    END IF;
+    PERFORM _stuck_runs_share_label();
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_harden() IS
