@@ -36,7 +36,12 @@ PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
 README = PRISMA_DIR.parent.parent / "README.md"
 PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
 HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
-SNIPPETS = ("lib/prisma.ts", "instrumentation.ts", "app/api/qualify/recovery/route.ts")
+SNIPPETS = (
+    "lib/prisma.ts",
+    "lib/progress.ts",
+    "instrumentation.ts",
+    "app/api/qualify/recovery/route.ts",
+)
 ROUTE = "app/api/qualify/recovery/route.ts"
 OFFLINE = {
     "PRISMA_SCHEMA_ENGINE_BINARY": "/bin/true",  # `prisma generate` would download it otherwise
@@ -129,12 +134,28 @@ def node(project: Path, *args: str, env: dict[str, str]) -> subprocess.Completed
     return result
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+# The session's one copy of the project (prisma_project), whichever module asks first.
+_PROJECTS: dict[str, Path] = {}
+
+
+def prisma_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of tests/prisma: the README's snippets in an app's layout, a fresh client.
 
-    A copy, so that test sessions sharing the checkout never generate into each other's files.
+    A copy, so that test sessions sharing the checkout never generate into each other's files;
+    one per session, shared by the modules that use it (test_prisma_corpus.py too): `prisma
+    generate` takes seconds.
     """
+    if "root" not in _PROJECTS:
+        _PROJECTS["root"] = _new_project(tmp_path_factory)
+    return _PROJECTS["root"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prisma_project(tmp_path_factory)
+
+
+def _new_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     install_node_modules()
     root = tmp_path_factory.mktemp("prisma-app")
     for name in (*PROJECT_FILES, *HARNESS_FILES):
@@ -159,11 +180,15 @@ def node_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.netloc.rstrip('@')}@localhost"))
 
 
-@pytest.fixture(scope="module")
-def init_migration(project: Path, server_url: str) -> str:
+def first_migration(project: Path, server_url: str) -> str:
     """The first migration `prisma migrate dev` writes for schema.prisma (Prisma's own DDL)."""
     url = with_query(node_url(server_url), schema="app")  # the engine only needs a connection
     return engine(project, "create", url, "schema.prisma").stdout
+
+
+@pytest.fixture(scope="module")
+def init_migration(project: Path, server_url: str) -> str:
+    return first_migration(project, server_url)
 
 
 @pytest.fixture
@@ -500,3 +525,69 @@ def test_readme_instrumentation_never_blocks_start_up_on_a_hung_database(project
         "no answer within 10 s",
     ), stderr
     assert secret not in stderr
+
+
+# Writes a worker could make to report progress on a run idle for an hour, through the README's
+# lib/progress.ts and the client; what each does to updatedAt decides whether it stays alive.
+PROGRESS_WRITES = """
+import { prisma } from "@/lib/prisma";
+import { reportProgress, reportProgressRaw } from "@/lib/progress";
+
+await reportProgress("client-field", 4);
+await prisma.qualificationRun.update({ where: { id: "client-same" }, data: { processedProspects: 3 } });
+await prisma.qualificationRun.updateMany({ where: { id: "client-many" }, data: { processedProspects: 4 } });
+await prisma.qualificationRun.update({ where: { id: "client-empty" }, data: {} });
+await reportProgressRaw("raw-readme", 4);
+await prisma.$executeRaw`UPDATE app.qualification_runs SET "processedProspects" = ${4} WHERE id = ${"raw-bare"}`;
+
+// An app server whose clock runs an hour behind the database's: Prisma takes @updatedAt from it.
+const RealDate = Date;
+const skew = -3_600_000;
+globalThis.Date = class extends RealDate {
+  constructor(...args: unknown[]) {
+    if (args.length === 0) super(RealDate.now() + skew);
+    else super(...(args as [string]));
+  }
+  static now() {
+    return RealDate.now() + skew;
+  }
+} as DateConstructor;
+await reportProgress("client-skewed", 4);
+await prisma.$disconnect();
+"""
+
+
+def test_readme_progress_writes_are_signs_of_life_and_others_are_not(
+    project: Path, app_url: str
+) -> None:
+    """What the README says bumps @updatedAt does, with the real client; what it says does not
+    (update with empty data, $executeRaw without updatedAt, an app clock behind the
+    database's) leaves a working run looking idle, and recovery takes it for stuck.
+
+    The database's TimeZone is New York, so a raw `now()` into Prisma's UTC timestamp(3)
+    would be hours off: the README's `now() AT TIME ZONE 'UTC'` is what keeps the run alive.
+    """
+    migrate_adopt(app_url)
+    alive = {"client-field", "client-same", "client-many", "raw-readme"}
+    idle = {"client-empty", "raw-bare", "client-skewed"}
+    with open_conn(app_url) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE \"{database}\" SET TimeZone = 'America/New_York'")
+        for run_id in alive | idle:
+            seed(conn, run_id, "PROCESSING", "1 hour")
+    (project / "progress-writes.ts").write_text(PROGRESS_WRITES)
+    node(project, "tsx", "progress-writes.ts", env={"DATABASE_URL": app_url})
+
+    recovered = run_cli("--database-url", app_url, "recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    with open_conn(app_url) as conn:
+        progress = dict(
+            conn.execute('SELECT id, "processedProspects" FROM app.qualification_runs').fetchall()
+        )
+        assert statuses(conn) == {run_id: "PROCESSING" for run_id in alive} | {
+            run_id: "FAILED" for run_id in idle
+        }
+    # The progress itself was written everywhere but the empty update.
+    assert progress == {run_id: 3 for run_id in ("client-same", "client-empty")} | {
+        run_id: 4 for run_id in (alive | idle) - {"client-same", "client-empty"}
+    }

@@ -18,6 +18,9 @@
  *   drift    from the live database to SCHEMA_FILE (`migrate diff --from-config-datasource
  *            --to-schema --script`); no statement: no drift
  *   pull     the schema `prisma db pull --print` would write
+ *   reset    `prisma migrate reset` (without seeding): reset the database, then apply
+ *            MIGRATIONS_DIR's migrations
+ *   push     `prisma db push --force-reset`: reset the database, then push SCHEMA_FILE
  *
  * The database is DATABASE_URL; its ?schema= names the app's schema, as for the client.
  */
@@ -165,6 +168,19 @@ try {
       namespaces: null,
     });
     process.stdout.write(pulled.schema.files.map((f) => f.content).join("\n"));
+  } else if (command === "reset") {
+    // What the CLI's `migrate reset` calls (its MigrateReset: reset, then applyMigrations).
+    await engine.reset({ filter: filters });
+    const applied = await engine.applyMigrations({ migrationsList: migrations(), filters });
+    console.log(applied.appliedMigrationNames.join("\n"));
+  } else if (command === "push") {
+    // What the CLI's `db push --force-reset` calls: reset, then schemaPush without force.
+    await engine.reset({ filter: filters });
+    const pushed = await engine.schemaPush({ force: false, schema: { files }, filters });
+    if (pushed.unexecutable.length || pushed.warnings.length) {
+      throw new Error(`db push stopped: ${[...pushed.unexecutable, ...pushed.warnings]}`);
+    }
+    console.log(`${pushed.executedSteps} steps`);
   } else {
     throw new Error(`unknown command ${command}`);
   }
