@@ -45,26 +45,59 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_qualified_name(regclass) IS
     'schema.table, both quoted: how built statements name a table, whatever search_path runs them.';
 
+CREATE OR REPLACE FUNCTION stuck_runs_label(status anyenum) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS 'SELECT pg_catalog.textin(pg_catalog.enum_out($1))';
+COMMENT ON FUNCTION stuck_runs_label(anyenum) IS
+    'A status as text, for the sweep index''s predicate. Not the enum itself: a predicate naming the enum type (''PENDING''::"RunStatus") makes the ORM''s next migration fail when it re-creates the type to drop or rename a value, because ALTER COLUMN ... TYPE rebuilds the index against the new type. Declared IMMUTABLE, which enum_out is not (RENAME VALUE), so that an index predicate may call it; called by function name, never a cast, so a cast the enum''s owner defines is never run. No pinned search_path and EXECUTE for everyone: every write to the application''s table evaluates it, and it names only pg_catalog.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_label(status text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS 'SELECT $1';
+COMMENT ON FUNCTION stuck_runs_label(text) IS
+    'A text (or varchar) status as it is: inlined by the planner, so the sweep predicate of a text column stays a plain comparison that matches any index on it, and an index built on it survives the column becoming an enum.';
+
 CREATE OR REPLACE FUNCTION _stuck_runs_status_in(status_sql text, statuses text[], status_type regtype)
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    -- What `status IN ('PENDING', 'PROCESSING')` means, spelled so that only
-    -- pg_catalog's = can be chosen (an enum's owner, or whoever may create in a
-    -- schema on the path, could otherwise offer a better-matching = of its
-    -- own). PostgreSQL prints it exactly as it prints that IN list, so the
-    -- partial index of every release matches it, and so does Prisma's @@index.
-    -- Literals, because the planner matches a partial index only against them.
-    SELECT pg_catalog.format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s])', status_sql,
-               pg_catalog.string_agg(pg_catalog.format('%L::%s', v,
-                   CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e' THEN pg_catalog.format_type(ty.oid, NULL)
-                        ELSE 'pg_catalog.text' END), ', ' ORDER BY o))
-    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o),
-         pg_catalog.pg_type AS ty
-    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
+    -- What `status IN ('PENDING', 'PROCESSING')` means, compared as text
+    -- through stuck_runs_label() so that the sweep index's predicate names no
+    -- type of the application's (see stuck_runs_label(anyenum)), and spelled so
+    -- that only pg_catalog's = can be chosen. Literals, because the planner
+    -- matches a partial index only against them. The text form is the same for
+    -- every status type; status_type only says whether the column exists.
+    SELECT pg_catalog.format('%s.stuck_runs_label(%s) OPERATOR(pg_catalog.=) ANY (ARRAY[%s])',
+               _stuck_runs_schema(), status_sql,
+               pg_catalog.string_agg(pg_catalog.format('%L::pg_catalog.text', v), ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)
+    WHERE status_type IS NOT NULL
 $$;
 COMMENT ON FUNCTION _stuck_runs_status_in(text, text[], regtype) IS
     'SQL text of "this status is one of these": the condition the sweeps, the views and the sweep index share.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_index_predicate(status_column text, statuses text[], status_type regtype)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- How pg_get_expr() prints the predicate that stuck_runs_index_ddl() builds,
+    -- under this function's pinned search_path (our schema visible, so the
+    -- function name unqualified): an index whose predicate reads otherwise was
+    -- built by an older release (naming the enum type) or for other statuses.
+    SELECT pg_catalog.format('(stuck_runs_label(%s) = ANY (ARRAY[%s]))',
+               CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e' OR ty.oid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+                    THEN pg_catalog.quote_ident(status_column)
+                    ELSE pg_catalog.format('(%I)::text', status_column) END,
+               pg_catalog.string_agg(
+                   '''' OPERATOR(pg_catalog.||) pg_catalog.replace(v, '''', '''''') OPERATOR(pg_catalog.||) '''::text',
+                   ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o),
+         pg_catalog.pg_type AS ty
+    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
+    GROUP BY ty.typtype, ty.oid
+$$;
+COMMENT ON FUNCTION _stuck_runs_index_predicate(text, text[], regtype) IS
+    'The sweep index''s predicate as PostgreSQL prints it back: how stuck_runs_index_ddl() tells a current sweep index from one built by an older release or for other statuses.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_index_name(table_name regclass) RETURNS text
 LANGUAGE sql STABLE
@@ -88,27 +121,42 @@ LANGUAGE sql STABLE
 AS $$
     WITH target AS (
         SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
-               (SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+               -- NULL: no index of that name; false: one to drop (an interrupted
+               -- CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
+               -- IF NOT EXISTS would take for done; an older release's predicate
+               -- names the enum type and would fail the ORM's next migration of
+               -- it); true: current. The built-in table's index is made by its
+               -- migration, as the table is.
+               (SELECT i.indisvalid
+                       AND (t.managed
+                            OR (i.indnatts OPERATOR(pg_catalog.=) 1
+                                AND i.indexprs IS NULL
+                                AND (SELECT a.attname FROM pg_attribute AS a
+                                     WHERE a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                                       AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0])
+                                    OPERATOR(pg_catalog.=) t.updated_at_column
+                                AND pg_catalog.pg_get_expr(i.indpred, i.indrelid) OPERATOR(pg_catalog.=)
+                                    _stuck_runs_index_predicate(t.status_column, t.active_statuses,
+                                        _stuck_runs_column_type(t.table_name, t.status_column))))
+                FROM pg_index AS i JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
                 WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_name AND ic.relname OPERATOR(pg_catalog.=) _stuck_runs_index_name(t.table_name)
-               ) AS valid
+               ) AS current
         FROM stuck_runs_tables AS t
         JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
         JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE t.table_name OPERATOR(pg_catalog.=) stuck_runs_index_ddl.table_name
     )
-    -- An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index behind,
-    -- which IF NOT EXISTS would take for done: drop it first.
     SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
-    FROM target AS x WHERE x.valid OPERATOR(pg_catalog.=) false
+    FROM target AS x WHERE x.current OPERATOR(pg_catalog.=) false
     UNION ALL
     SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %s',
                   x.index_name, x.nspname, x.relname, x.updated_at_column,
                   _stuck_runs_status_in(pg_catalog.quote_ident(x.status_column), x.active_statuses,
                                         _stuck_runs_column_type(x.table_name, x.status_column)))
-    FROM target AS x WHERE x.valid IS DISTINCT FROM true
+    FROM target AS x WHERE x.current IS DISTINCT FROM true
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
-    'The statements that give an adopted table its sweep index, in order; none when the index exists. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
+    'The statements that give an adopted table its sweep index, in order; none when the index is current. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_may_adopt(table_name regclass) RETURNS boolean
 LANGUAGE sql STABLE

@@ -25,15 +25,38 @@ BEGIN
           AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname LIKE '\_stuck\_runs\_%' OR p.proname IN (
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
+          AND p.proname OPERATOR(pg_catalog.<>) 'stuck_runs_label'
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
                                   fn, schema);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
     END LOOP;
+    -- The sweep index's predicate calls stuck_runs_label() at every write of
+    -- an adopted table, by whichever role writes: everyone may execute it, and
+    -- it pins nothing (a pinned setting would cost every write a GUC switch
+    -- and keep the planner from inlining the text variant). Its bodies name
+    -- only pg_catalog.
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+    END LOOP;
+    -- And a table's owner names it, as schema.stuck_runs_label, in the sweeps
+    -- that run as that owner. USAGE lets a role look names up, nothing more:
+    -- no table, view or other function of ours is granted to PUBLIC. Only the
+    -- schema's owner may grant it; another installer leaves it to them.
+    IF (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+        FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
+    ELSE
+        RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_harden() IS
-    'Pins the search_path of every stuck-runs function of the current schema and revokes EXECUTE from PUBLIC; each migration calls it last.';
+    'Pins the search_path of every stuck-runs function of the current schema and revokes EXECUTE from PUBLIC, but for stuck_runs_label(), which sweep indexes call at every write; each migration calls it last.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_grant_sql(role_name text) RETURNS SETOF text
 LANGUAGE sql STABLE

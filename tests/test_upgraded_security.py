@@ -93,10 +93,16 @@ def test_an_upgraded_install_runs_no_planted_code_and_drops_unproven_entries(
         # The built-in table was created by the installer: it stays covered.
         config = conn.execute(
             "SELECT DISTINCT proconfig::text FROM pg_proc WHERE pronamespace = %s::regnamespace"
-            " AND proname LIKE '%%stuck_runs%%'",
+            " AND proname LIKE '%%stuck_runs%%' AND proname <> 'stuck_runs_label'",
             (schema,),
         ).fetchall()
         assert config == [(f'{{"search_path=pg_catalog, {schema}, pg_temp"}}',)]
+        # Sweep indexes call it at every write: nothing pinned (tests/test_hardening.py).
+        assert conn.execute(
+            "SELECT DISTINCT proconfig FROM pg_proc WHERE pronamespace = %s::regnamespace"
+            " AND proname = 'stuck_runs_label'",
+            (schema,),
+        ).fetchall() == [(None,)]
     listed = run_cli("--database-url", empty_db_url, "recover", "--older-than", "1 second")
     assert "registered before stuck-runs 0.3" in listed.stderr
     with psycopg.connect(conninfo, autocommit=True) as conn:

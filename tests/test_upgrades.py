@@ -280,6 +280,9 @@ BEGIN
     FOR obj IN
         SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident(dst))
+          -- (0.2 never met 0.4's stuck_runs_label(): today's migrate upgraded the
+          -- install in place before this old code moved it.)
+          AND p.proname <> 'stuck_runs_label'
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp',
                                   obj.fn, dst);

@@ -1,0 +1,178 @@
+-- 0005: the sweep index never stands in the way of the application's own migrations.
+--   * The sweep index's predicate compares statuses as text through stuck_runs_label()
+--     instead of naming the enum type: an ORM that re-creates the enum to drop or rename a
+--     value (ALTER COLUMN ... TYPE "X_new") no longer fails on the index.
+--   * stuck_runs_index_ddl() now also rebuilds (CONCURRENTLY) a sweep index whose predicate,
+--     key or statuses are not the current ones: `stuck-runs migrate` replaces the indexes that
+--     0.2 and 0.3 built, and SQL-only installs see them listed in a NOTICE here.
+-- Landed migrations are immutable (tests/test_migrations.py checks their checksums).
+-- depends: 0004_owners_code
+
+-- from sql/03_adoption.sql
+CREATE OR REPLACE FUNCTION stuck_runs_label(status anyenum) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS 'SELECT pg_catalog.textin(pg_catalog.enum_out($1))';
+COMMENT ON FUNCTION stuck_runs_label(anyenum) IS
+    'A status as text, for the sweep index''s predicate. Not the enum itself: a predicate naming the enum type (''PENDING''::"RunStatus") makes the ORM''s next migration fail when it re-creates the type to drop or rename a value, because ALTER COLUMN ... TYPE rebuilds the index against the new type. Declared IMMUTABLE, which enum_out is not (RENAME VALUE), so that an index predicate may call it; called by function name, never a cast, so a cast the enum''s owner defines is never run. No pinned search_path and EXECUTE for everyone: every write to the application''s table evaluates it, and it names only pg_catalog.';
+CREATE OR REPLACE FUNCTION stuck_runs_label(status text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS 'SELECT $1';
+COMMENT ON FUNCTION stuck_runs_label(text) IS
+    'A text (or varchar) status as it is: inlined by the planner, so the sweep predicate of a text column stays a plain comparison that matches any index on it, and an index built on it survives the column becoming an enum.';
+CREATE OR REPLACE FUNCTION _stuck_runs_status_in(status_sql text, statuses text[], status_type regtype)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- What `status IN ('PENDING', 'PROCESSING')` means, compared as text
+    -- through stuck_runs_label() so that the sweep index's predicate names no
+    -- type of the application's (see stuck_runs_label(anyenum)), and spelled so
+    -- that only pg_catalog's = can be chosen. Literals, because the planner
+    -- matches a partial index only against them. The text form is the same for
+    -- every status type; status_type only says whether the column exists.
+    SELECT pg_catalog.format('%s.stuck_runs_label(%s) OPERATOR(pg_catalog.=) ANY (ARRAY[%s])',
+               _stuck_runs_schema(), status_sql,
+               pg_catalog.string_agg(pg_catalog.format('%L::pg_catalog.text', v), ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o)
+    WHERE status_type IS NOT NULL
+$$;
+CREATE OR REPLACE FUNCTION _stuck_runs_index_predicate(status_column text, statuses text[], status_type regtype)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- How pg_get_expr() prints the predicate that stuck_runs_index_ddl() builds,
+    -- under this function's pinned search_path (our schema visible, so the
+    -- function name unqualified): an index whose predicate reads otherwise was
+    -- built by an older release (naming the enum type) or for other statuses.
+    SELECT pg_catalog.format('(stuck_runs_label(%s) = ANY (ARRAY[%s]))',
+               CASE WHEN ty.typtype OPERATOR(pg_catalog.=) 'e' OR ty.oid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype
+                    THEN pg_catalog.quote_ident(status_column)
+                    ELSE pg_catalog.format('(%I)::text', status_column) END,
+               pg_catalog.string_agg(
+                   '''' OPERATOR(pg_catalog.||) pg_catalog.replace(v, '''', '''''') OPERATOR(pg_catalog.||) '''::text',
+                   ', ' ORDER BY o))
+    FROM pg_catalog.unnest(statuses) WITH ORDINALITY AS x(v, o),
+         pg_catalog.pg_type AS ty
+    WHERE ty.oid OPERATOR(pg_catalog.=) status_type
+    GROUP BY ty.typtype, ty.oid
+$$;
+COMMENT ON FUNCTION _stuck_runs_index_predicate(text, text[], regtype) IS
+    'The sweep index''s predicate as PostgreSQL prints it back: how stuck_runs_index_ddl() tells a current sweep index from one built by an older release or for other statuses.';
+CREATE OR REPLACE FUNCTION stuck_runs_index_ddl(table_name regclass) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    WITH target AS (
+        SELECT t.*, n.nspname, c.relname, _stuck_runs_index_name(t.table_name) AS index_name,
+               -- NULL: no index of that name; false: one to drop (an interrupted
+               -- CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
+               -- IF NOT EXISTS would take for done; an older release's predicate
+               -- names the enum type and would fail the ORM's next migration of
+               -- it); true: current. The built-in table's index is made by its
+               -- migration, as the table is.
+               (SELECT i.indisvalid
+                       AND (t.managed
+                            OR (i.indnatts OPERATOR(pg_catalog.=) 1
+                                AND i.indexprs IS NULL
+                                AND (SELECT a.attname FROM pg_attribute AS a
+                                     WHERE a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                                       AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0])
+                                    OPERATOR(pg_catalog.=) t.updated_at_column
+                                AND pg_catalog.pg_get_expr(i.indpred, i.indrelid) OPERATOR(pg_catalog.=)
+                                    _stuck_runs_index_predicate(t.status_column, t.active_statuses,
+                                        _stuck_runs_column_type(t.table_name, t.status_column))))
+                FROM pg_index AS i JOIN pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+                WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_name AND ic.relname OPERATOR(pg_catalog.=) _stuck_runs_index_name(t.table_name)
+               ) AS current
+        FROM stuck_runs_tables AS t
+        JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE t.table_name OPERATOR(pg_catalog.=) stuck_runs_index_ddl.table_name
+    )
+    SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', x.nspname, x.index_name)
+    FROM target AS x WHERE x.current OPERATOR(pg_catalog.=) false
+    UNION ALL
+    SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY IF NOT EXISTS %I ON %I.%I (%I) WHERE %s',
+                  x.index_name, x.nspname, x.relname, x.updated_at_column,
+                  _stuck_runs_status_in(pg_catalog.quote_ident(x.status_column), x.active_statuses,
+                                        _stuck_runs_column_type(x.table_name, x.status_column)))
+    FROM target AS x WHERE x.current IS DISTINCT FROM true
+$$;
+COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
+    'The statements that give an adopted table its sweep index, in order; none when the index is current. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
+
+-- from sql/99_hardening.sql
+-- stuck-runs: pin every function's search_path, take EXECUTE away from PUBLIC,
+-- and say which GRANTs a role needs to use stuck-runs.
+--
+-- Naming: the functions a user calls have plain names (recover_stuck_runs,
+-- adopt_runs_table, stuck_runs_grant_sql, ...); private helpers start with an
+-- underscore (_stuck_runs_*), so that \df stuck_runs.* shows the API at a glance.
+
+CREATE OR REPLACE FUNCTION stuck_runs_harden() RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fn     regprocedure;
+    schema text := _stuck_runs_schema();
+BEGIN
+    -- pg_catalog first so no one can shadow now() or format(), our schema next,
+    -- pg_temp last so a temporary table cannot stand in for ours
+    -- (CVE-2018-1058). No other schema: the application's schema and public may
+    -- be writable by roles that must not get a privileged caller to run their
+    -- code. Every migration that creates or replaces a function calls this:
+    -- CREATE OR REPLACE resets a function's SET clauses.
+    FOR fn IN
+        SELECT p.oid::regprocedure
+        FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname LIKE '\_stuck\_runs\_%' OR p.proname IN (
+               'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
+               'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
+          AND p.proname OPERATOR(pg_catalog.<>) 'stuck_runs_label'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
+                                  fn, schema);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    END LOOP;
+    -- The sweep index's predicate calls stuck_runs_label() at every write of
+    -- an adopted table, by whichever role writes: everyone may execute it, and
+    -- it pins nothing (a pinned setting would cost every write a GUC switch
+    -- and keep the planner from inlining the text variant). Its bodies name
+    -- only pg_catalog.
+    FOR fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+    END LOOP;
+    -- And a table's owner names it, as schema.stuck_runs_label, in the sweeps
+    -- that run as that owner. USAGE lets a role look names up, nothing more:
+    -- no table, view or other function of ours is granted to PUBLIC. Only the
+    -- schema's owner may grant it; another installer leaves it to them.
+    IF (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+        FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
+    ELSE
+        RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stuck_runs_harden() IS
+    'Pins the search_path of every stuck-runs function of the current schema and revokes EXECUTE from PUBLIC, but for stuck_runs_label(), which sweep indexes call at every write; each migration calls it last.';
+
+DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;
+
+DO $outdated$
+DECLARE
+    tbl regclass;
+    ddl text;
+BEGIN
+    FOR tbl, ddl IN
+        SELECT t.table_name, d FROM stuck_runs_tables AS t
+        JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        CROSS JOIN LATERAL stuck_runs_index_ddl(t.table_name) AS d
+    LOOP
+        RAISE NOTICE 'stuck-runs: the sweep index of % is out of date; run outside a transaction (`stuck-runs migrate` does it): %', tbl, ddl;
+    END LOOP;
+END
+$outdated$;
