@@ -30,13 +30,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from .helpers import open_conn, run_cli, with_query
+from .conftest import create_database, drop_database
+from .helpers import open_conn, run_cli, with_dbname, with_query
 
 PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
 README = PRISMA_DIR.parent.parent / "README.md"
 PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
 HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
 SNIPPETS = (
+    "prisma.config.ts",
     "lib/prisma.ts",
     "lib/progress.ts",
     "instrumentation.ts",
@@ -100,6 +102,17 @@ def readme_index_line(text: str) -> str:
     ]
     assert len(lines) == 1, f"expected one @@index(..., where: raw(...)) line, found {lines}"
     return lines[0]
+
+
+def readme_block(text: str, lang: str, start: str) -> str:
+    """The one block of the README's Prisma section in `lang` that begins with `start`."""
+    blocks = [
+        code
+        for block_lang, code in FENCE.findall(prisma_section(text))
+        if block_lang == lang and code.startswith(start)
+    ]
+    assert len(blocks) == 1, f"expected one {lang} block starting {start!r}, found {blocks}"
+    return blocks[0]
 
 
 def install_node_modules() -> None:
@@ -418,13 +431,26 @@ def test_prisma_sees_no_drift_after_migrate_adopt(
     ]
 
 
-def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
-    project: Path, app_url: str, migrations: Path
-) -> None:
-    """The README's @@index line is what `prisma db pull` writes for the index adoption made;
-    with it and the migration the README describes, Prisma sees no drift either way."""
+def test_db_pull_brings_the_sweep_index_in_as_the_readme_says(project: Path, app_url: str) -> None:
+    """`prisma db pull` on the app's own schema.prisma (no preview feature) writes the README's
+    generator block, with `partialIndexes` turned on, and the README's @@index line."""
     migrate_adopt(app_url)
-    line = readme_index_line(readme_prisma_text())
+    text = readme_prisma_text()
+    pulled = engine(project, "pull", app_url, "schema.prisma").stdout
+    assert readme_block(text, "prisma", "generator client {") in pulled, pulled
+    assert readme_index_line(text) in [line.strip() for line in pulled.splitlines()], pulled
+
+
+def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
+    project: Path, app_url: str, migrations: Path, server_url: str
+) -> None:
+    """With the partialIndexes preview: the README's @@index line is what `prisma db pull`
+    writes for the index adoption made; with it, the README's initShadowDb (prisma.config.ts
+    is the README's) and its wrapping of the migration, Prisma sees no drift either way, on
+    the adopted database and on a new one where `prisma migrate deploy` runs first."""
+    migrate_adopt(app_url)
+    text = readme_prisma_text()
+    line = readme_index_line(text)
     (project / "partial.prisma").write_text(with_partial_indexes(schema_prisma(project)))
     pulled = engine(project, "pull", app_url, "partial.prisma").stdout
     assert line in [pulled_line.strip() for pulled_line in pulled.splitlines()]
@@ -432,26 +458,36 @@ def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
     (project / "indexed.prisma").write_text(with_partial_indexes(schema_prisma(project), line))
     assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
 
-    # `prisma migrate dev --create-only`, then IF NOT EXISTS: the index may exist already.
-    assert "--create-only" in readme_prisma_text() and "IF NOT EXISTS" in readme_prisma_text()
+    # `prisma migrate dev --create-only`, then the README's wrapping of its CREATE INDEX.
+    assert "--create-only" in text
     created = engine(project, "next", app_url, "indexed.prisma", migrations).stdout
     [create_index] = statements(created)
     assert create_index.startswith(f'CREATE INDEX "{sweep_index(app_url)}" ON ')
+    wrapped = readme_block(text, "sql", "DO $$")
+    if_not_exists = create_index.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+    assert if_not_exists in [sql_line.strip() for sql_line in wrapped.splitlines()], wrapped
     (migrations / "1_stuck_runs_sweep_index").mkdir()
-    (migrations / "1_stuck_runs_sweep_index" / "migration.sql").write_text(
-        created.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ")
-    )
+    (migrations / "1_stuck_runs_sweep_index" / "migration.sql").write_text(wrapped)
     applied = engine(project, "deploy", app_url, "indexed.prisma", migrations).stdout
     assert applied.split() == ["1_stuck_runs_sweep_index"]
 
-    migrate_adopt(app_url)  # the next start
-    assert engine(project, "dev", app_url, "indexed.prisma", migrations).stdout == (
-        "createMigration\n"
-    )
-    for command in ("next", "history"):
-        result = engine(project, command, app_url, "indexed.prisma", migrations)
-        assert statements(result.stdout) == [], command
-    assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
+    # A new database: Prisma's migrations first, stuck-runs not installed yet; then the start.
+    fresh_name = create_database(server_url)
+    try:
+        fresh = with_query(node_url(with_dbname(server_url, fresh_name)), schema="app")
+        applied = engine(project, "deploy", fresh, "indexed.prisma", migrations).stdout
+        assert applied.split() == ["0_init", "1_stuck_runs_sweep_index"]
+        for url in (app_url, fresh):
+            migrate_adopt(url)  # the next start
+            assert engine(project, "dev", url, "indexed.prisma", migrations).stdout == (
+                "createMigration\n"
+            )
+            for command in ("next", "history"):
+                result = engine(project, command, url, "indexed.prisma", migrations)
+                assert statements(result.stdout) == [], command
+            assert statements(engine(project, "drift", url, "indexed.prisma").stdout) == []
+    finally:
+        drop_database(server_url, fresh_name)
 
 
 def test_readme_prestart_line_migrates_prisma_first() -> None:
@@ -469,9 +505,11 @@ def test_readme_prestart_line_migrates_prisma_first() -> None:
 
 
 def test_committed_lib_prisma_is_the_readmes() -> None:
-    """tests/prisma runs by hand with the same lib/prisma.ts as the README's."""
+    """tests/prisma runs by hand with the same lib/prisma.ts and prisma.config.ts as the
+    README's."""
     snippets = typescript_snippets(readme_prisma_text())
     assert (PRISMA_DIR / "lib" / "prisma.ts").read_text() == snippets["lib/prisma.ts"]
+    assert (PRISMA_DIR / "prisma.config.ts").read_text() == snippets["prisma.config.ts"]
 
 
 def test_readme_instrumentation_never_blocks_start_up_on_a_hung_database(project: Path) -> None:

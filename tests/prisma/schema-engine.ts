@@ -22,10 +22,12 @@
  *            MIGRATIONS_DIR's migrations
  *   push     `prisma db push --force-reset`: reset the database, then push SCHEMA_FILE
  *
- * The database is DATABASE_URL; its ?schema= names the app's schema, as for the client.
+ * The database is DATABASE_URL; its ?schema= names the app's schema, as for the client. The
+ * shadow database runs prisma.config.ts's `migrations.initShadowDb` first, as the CLI's does.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { bindMigrationAwareSqlAdapterFactory, ColumnTypeEnum } from "@prisma/driver-adapter-utils";
 import * as glue from "@prisma/schema-engine-wasm/schema_engine_bg";
@@ -47,6 +49,7 @@ glue.__wbg_set_wasm(instance.exports);
 (instance.exports.__wbindgen_start as () => void)();
 
 const [command, schemaFile, migrationsDir] = process.argv.slice(2);
+const config = (await import(pathToFileURL(resolve("prisma.config.ts")).href)).default;
 const url = process.env.DATABASE_URL!;
 const schema = new URL(url).searchParams.get("schema") ?? "public";
 
@@ -62,6 +65,7 @@ function poolOn(database?: string): pg.Pool {
  * column of type "char" (OID 18, such as pg_class.relkind), which the engine's catalog queries
  * read: such columns are passed on as Character. Its shadow database (for migrations) would
  * connect to the main database again, as pg lets the connection string win over `database`.
+ * Scripts (migrations, initShadowDb) run whole, as the native engine runs them.
  */
 class PrismaPgForSchemaEngine extends PrismaPg {
   constructor(private pool: pg.Pool) {
@@ -72,9 +76,20 @@ class PrismaPgForSchemaEngine extends PrismaPg {
     // performIO and queryRaw are internals of adapter-pg 7.10 (pinned in package.json)
     const adapter: any = await super.connect();
     const { performIO, queryRaw } = adapter;
+    // adapter-pg 7.10 splits a script at every ";", a DO block's included; the native engine
+    // sends a migration whole, as one simple query: so does this.
+    adapter.executeScript = async (script: string) => {
+      try {
+        await this.pool.query(script);
+      } catch (error) {
+        adapter.onError(error);
+      }
+    };
     const charColumns = new WeakMap<object, number[]>(); // keyed by the rows queryRaw passes on
     adapter.performIO = async (query: unknown) => {
       const result = await performIO.call(adapter, query);
+      // A script of several statements (initShadowDb) comes back as one result per statement.
+      if (Array.isArray(result)) return result;
       const found: number[] = [];
       result.fields.forEach((field: { dataTypeID: number }, i: number) => {
         if (field.dataTypeID === 18) {
@@ -117,7 +132,7 @@ function migrations() {
   return {
     baseDir: migrationsDir,
     lockfile: { path: "migration_lock.toml", content: 'provider = "postgresql"\n' },
-    shadowDbInitScript: "",
+    shadowDbInitScript: config.migrations?.initShadowDb ?? "",
     migrationDirectories: dirs.sort().map((d) => ({
       path: d,
       migrationFile: {
