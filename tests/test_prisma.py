@@ -574,6 +574,11 @@ import { reportProgress, reportProgressRaw } from "@/lib/progress";
 await reportProgress("client-field", 4);
 await prisma.qualificationRun.update({ where: { id: "client-same" }, data: { processedProspects: 3 } });
 await prisma.qualificationRun.updateMany({ where: { id: "client-many" }, data: { processedProspects: 4 } });
+await prisma.qualificationRun.upsert({
+  where: { id: "client-upsert" },
+  update: { processedProspects: 4 },
+  create: {},
+});
 await prisma.qualificationRun.update({ where: { id: "client-empty" }, data: {} });
 await reportProgressRaw("raw-readme", 4);
 await prisma.$executeRaw`UPDATE app.qualification_runs SET "processedProspects" = ${4} WHERE id = ${"raw-bare"}`;
@@ -606,7 +611,7 @@ def test_readme_progress_writes_are_signs_of_life_and_others_are_not(
     would be hours off: the README's `now() AT TIME ZONE 'UTC'` is what keeps the run alive.
     """
     migrate_adopt(app_url)
-    alive = {"client-field", "client-same", "client-many", "raw-readme"}
+    alive = {"client-field", "client-same", "client-many", "client-upsert", "raw-readme"}
     idle = {"client-empty", "raw-bare", "client-skewed"}
     with open_conn(app_url) as conn:
         database = conn.execute("SELECT current_database()").fetchone()[0]
