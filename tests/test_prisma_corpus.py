@@ -187,6 +187,12 @@ HISTORY: list[tuple[str, Callable[[str], str] | None, str]] = [
 ]
 
 
+# The days whose `prisma migrate dev` first checks for drift: the day after an enum's
+# re-creation (rename_enum_value) and after a column type change (updated_at_timestamptz)
+# rebuilt the sweep index, and the last day before @@map.
+DEV_CHECKED = {"remove_enum_value", "add_index", "remap_table"}
+
+
 def test_a_few_days_of_prisma_migrations_on_an_adopted_table(
     project: Path, server_url: str, databases: tuple[Db, Db], tmp_path: Path
 ) -> None:
@@ -224,10 +230,12 @@ def test_a_few_days_of_prisma_migrations_on_an_adopted_table(
             schema = edit(schema)
             (project / schema_file).write_text(schema)
             # `prisma migrate dev` on the developer's adopted database: no drift that would make
-            # it ask for a reset; then it writes the migration from the history (in a shadow
+            # it ask for a reset (checked after the days that rebuilt the sweep index, to keep
+            # the runtime down); then it writes the migration from the history (in a shadow
             # database, where the sweep index never is).
-            dev = engine(project, "dev", adopted.url, schema_file, migrations).stdout
-            assert dev == "createMigration\n", (name, dev)
+            if name in DEV_CHECKED:
+                dev = engine(project, "dev", adopted.url, schema_file, migrations).stdout
+                assert dev == "createMigration\n", (name, dev)
             created = engine(project, "next", control.url, schema_file, migrations).stdout
             assert statements(created), f"{name}: Prisma saw no change"
             (migrations / f"{day:02}_{name}").mkdir()
