@@ -8,6 +8,64 @@
 -- Landed migrations are immutable (tests/test_migrations.py checks their checksums).
 -- depends: 0004_owners_code
 
+-- from sql/02_as_owner.sql
+CREATE OR REPLACE FUNCTION _stuck_runs_session_state() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$
+    -- Inside a SECURITY DEFINER step the owner's code cannot change roles, but
+    -- a plain SET, a temporary object, a prepared statement or a held cursor
+    -- would outlive the step in the caller's session (a search_path that puts
+    -- the owner's schema first, a temporary table that shadows a catalog view).
+    -- Not seen: custom placeholder settings (SET a.b), which nothing of
+    -- stuck-runs or PostgreSQL reads, and which the rollback undoes anyway.
+    -- _stuck_runs_as_owner() compares this before and after the step and rolls
+    -- the step back on any difference. (It reads search_path itself: here the
+    -- function's own pinned path would hide the session's.)
+    SELECT pg_catalog.array_to_string(ARRAY[
+        (SELECT pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat(s.name, '=', s.setting), ',' ORDER BY s.name))
+         FROM pg_catalog.pg_settings AS s),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat(o.kind, o.oid), ',' ORDER BY o.kind, o.oid)
+         FROM (SELECT 'r'::pg_catalog.text AS kind, c.oid FROM pg_catalog.pg_class AS c
+               WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'f'::pg_catalog.text, p.oid FROM pg_catalog.pg_proc AS p
+               WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 't'::pg_catalog.text, ty.oid FROM pg_catalog.pg_type AS ty
+               WHERE ty.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'o'::pg_catalog.text, op.oid FROM pg_catalog.pg_operator AS op
+               WHERE op.oprnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'c'::pg_catalog.text, co.oid FROM pg_catalog.pg_collation AS co
+               WHERE co.collnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'v'::pg_catalog.text, cv.oid FROM pg_catalog.pg_conversion AS cv
+               WHERE cv.connamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'x'::pg_catalog.text, sx.oid FROM pg_catalog.pg_statistic_ext AS sx
+               WHERE sx.stxnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'g'::pg_catalog.text, tc.oid FROM pg_catalog.pg_ts_config AS tc
+               WHERE tc.cfgnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+               UNION ALL
+               SELECT 'd'::pg_catalog.text, td.oid FROM pg_catalog.pg_ts_dict AS td
+               WHERE td.dictnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) AS o),
+        (SELECT pg_catalog.string_agg(l.channel, ',' ORDER BY l.channel)
+         FROM pg_catalog.pg_listening_channels() AS l(channel)),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat(k.classid, ':', k.objid, ':', k.objsubid, ':', k.mode),
+                                      ',' ORDER BY k.classid, k.objid, k.objsubid, k.mode)
+         FROM pg_catalog.pg_locks AS k
+         WHERE k.locktype OPERATOR(pg_catalog.=) 'advisory'
+           AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
+        (SELECT pg_catalog.string_agg(ps.name, ',' ORDER BY ps.name) FROM pg_catalog.pg_prepared_statements AS ps),
+        (SELECT pg_catalog.string_agg(cu.name, ',' ORDER BY cu.name) FROM pg_catalog.pg_cursors AS cu),
+        -- A deferrable trigger of a non-superuser made during the step could
+        -- have been queued by it.
+        _stuck_runs_deferred_risk()
+    ]::pg_catalog.text[], ' | ', '')
+$$;
+
 -- from sql/03_adoption.sql
 CREATE OR REPLACE FUNCTION stuck_runs_label(status anyenum) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE

@@ -103,13 +103,9 @@ AS $$
            AND k.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),
         (SELECT pg_catalog.string_agg(ps.name, ',' ORDER BY ps.name) FROM pg_catalog.pg_prepared_statements AS ps),
         (SELECT pg_catalog.string_agg(cu.name, ',' ORDER BY cu.name) FROM pg_catalog.pg_cursors AS cu),
-        -- Deferrable triggers of non-superusers (see _stuck_runs_deferred_risk()):
-        -- one made during the step could have been queued by it.
-        (SELECT pg_catalog.string_agg(tg.oid::pg_catalog.text, ',' ORDER BY tg.oid)
-         FROM pg_catalog.pg_trigger AS tg
-         JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
-         JOIN pg_catalog.pg_roles AS o ON o.oid OPERATOR(pg_catalog.=) c.relowner
-         WHERE tg.tgdeferrable AND NOT o.rolsuper)
+        -- A deferrable trigger of a non-superuser made during the step could
+        -- have been queued by it.
+        _stuck_runs_deferred_risk()
     ]::pg_catalog.text[], ' | ', '')
 $$;
 COMMENT ON FUNCTION _stuck_runs_session_state() IS

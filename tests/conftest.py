@@ -21,7 +21,8 @@ import pytest
 from runner.connection import parse_database_url
 from runner.migrations import apply_migrations
 
-from .helpers import open_conn, with_dbname
+from .helpers import open_conn, with_dbname, with_query
+from .prisma_app import build_project, engine, node_url
 
 # Under CI (or STUCK_RUNS_REQUIRE_ALL=1) a skipped test fails the run: a green
 # build that skipped the PostgreSQL, pg_cron or crash tests proves nothing.
@@ -108,3 +109,20 @@ def empty_db_url(server_url: str) -> Iterator[str]:
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     with open_conn(db_url) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def prisma_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's Prisma app (tests/prisma_app.py), its client generated once per session.
+
+    Shared by tests/test_prisma.py and the start-up matrix: `prisma generate` and loading
+    the snippets cost seconds, the suite runs twice in CI.
+    """
+    return build_project(tmp_path_factory.mktemp("prisma-app"))
+
+
+@pytest.fixture(scope="session")
+def prisma_init_migration(prisma_project: Path, server_url: str) -> str:
+    """The first migration `prisma migrate dev` writes for schema.prisma (Prisma's own DDL)."""
+    url = with_query(node_url(server_url), schema="app")  # the engine only needs a connection
+    return engine(prisma_project, "create", url, "schema.prisma").stdout

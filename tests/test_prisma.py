@@ -1,20 +1,14 @@
 """The README's Prisma section, run with the real Prisma 7 client (issue 11).
 
-tests/prisma is a small Prisma 7 project holding the original app's QualificationRun model. Each
-test gives it a database whose schema `app` holds what Prisma makes for the model, installs
-stuck-runs as the README's `prestart` line does, and runs the README's TypeScript exactly as
-printed (read from README.md at test time; no copy here) against the test server.
-
-Offline: Prisma's native engines download from a host CI cannot reach, and nothing here needs
-them. The client runs on @prisma/adapter-pg and the WebAssembly query compiler of the npm
-package; `prisma generate` runs with PRISMA_SCHEMA_ENGINE_BINARY=/bin/true (generating never
-calls the engine); the schema engine runs as WebAssembly (tests/prisma/schema-engine.ts).
+Each test gives the app of tests/prisma_app.py (the README's TypeScript exactly as printed, in a
+small Prisma 7 project) a database whose schema `app` holds what Prisma makes for the model,
+installs stuck-runs as the README's `prestart` line does, and runs the README's snippets against
+the test server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -25,31 +19,25 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from .conftest import create_database, drop_database
 from .helpers import open_conn, run_cli, with_dbname, with_query
-
-PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
-README = PRISMA_DIR.parent.parent / "README.md"
-PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
-HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
-SNIPPETS = (
-    "prisma.config.ts",
-    "lib/prisma.ts",
-    "lib/progress.ts",
-    "instrumentation.ts",
-    "app/api/qualify/recovery/route.ts",
+from .prisma_app import (
+    FENCE,
+    OFFLINE,
+    PRISMA_DIR,
+    engine,
+    node,
+    node_url,
+    prisma_section,
+    readme_prisma_text,
+    typescript_snippets,
 )
+
 ROUTE = "app/api/qualify/recovery/route.ts"
-OFFLINE = {
-    "PRISMA_SCHEMA_ENGINE_BINARY": "/bin/true",  # `prisma generate` would download it otherwise
-    "CHECKPOINT_DISABLE": "1",  # no update check
-    "PRISMA_HIDE_UPDATE_MESSAGE": "1",
-}
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,38 +45,6 @@ pytestmark = [
         not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm"
     ),
 ]
-
-
-def readme_prisma_text() -> str:
-    return README.read_text()
-
-
-def prisma_section(text: str) -> str:
-    """The "## With Prisma" section of the text, up to the next section."""
-    return text.split("\n## With Prisma\n", 1)[-1].split("\n## ", 1)[0]
-
-
-FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```[ \t]*$", re.M | re.S)
-FILE_NAME = re.compile(r"`([\w@.\[\]/-]+\.tsx?)`")
-
-
-def typescript_snippets(text: str) -> dict[str, str]:
-    """Every TypeScript block of the text, by the file the prose just before it names.
-
-    The name is the last `*.ts` in backticks between the previous block and this one, so a
-    block cannot escape the test: one without a name, or a second one for a name, fails.
-    """
-    snippets: dict[str, str] = {}
-    prose_start = 0
-    for block in FENCE.finditer(text):
-        prose, prose_start = text[prose_start : block.start()], block.end()
-        if block.group(1) not in ("ts", "tsx", "typescript"):
-            continue
-        names = FILE_NAME.findall(prose)
-        assert names, f"a TypeScript block names no file before it:\n{block.group(2)[:300]}"
-        assert names[-1] not in snippets, f"two TypeScript blocks for {names[-1]}"
-        snippets[names[-1]] = block.group(2)
-    return snippets
 
 
 def readme_index_line(text: str) -> str:
@@ -115,100 +71,17 @@ def readme_block(text: str, lang: str, start: str) -> str:
     return blocks[0]
 
 
-def install_node_modules() -> None:
-    """`npm ci` when node_modules is missing or older than the lockfile (CI runs it too)."""
-    lock = PRISMA_DIR / "package-lock.json"
-    installed = PRISMA_DIR / "node_modules" / ".package-lock.json"
-    with lock.open() as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # sessions sharing the checkout install once
-        if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-            return
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=PRISMA_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-
-
-def node(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A tool of the project's node_modules (tsx, prisma), run in the project, checked."""
-    result = subprocess.run(
-        [str(project / "node_modules" / ".bin" / args[0]), *args[1:]],
-        cwd=project,
-        env=os.environ | OFFLINE | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-# The session's one copy of the project (prisma_project), whichever module asks first.
-_PROJECTS: dict[str, Path] = {}
-
-
-def prisma_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of tests/prisma: the README's snippets in an app's layout, a fresh client.
-
-    A copy, so that test sessions sharing the checkout never generate into each other's files;
-    one per session, shared by the modules that use it (test_prisma_corpus.py too): `prisma
-    generate` takes seconds.
-    """
-    if "root" not in _PROJECTS:
-        _PROJECTS["root"] = _new_project(tmp_path_factory)
-    return _PROJECTS["root"]
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prisma_project(tmp_path_factory)
-
-
-def _new_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    install_node_modules()
-    root = tmp_path_factory.mktemp("prisma-app")
-    for name in (*PROJECT_FILES, *HARNESS_FILES):
-        shutil.copy(PRISMA_DIR / name, root / name)
-    (root / "node_modules").symlink_to(PRISMA_DIR / "node_modules")
-    snippets = typescript_snippets(readme_prisma_text())
-    assert sorted(snippets) == sorted(SNIPPETS), (
-        f"the README's TypeScript files: {sorted(snippets)}"
-    )
-    for name, code in snippets.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(code)
-    node(root, "prisma", "generate", env={"DATABASE_URL": "postgresql://localhost/unused"})
-    return root
-
-
-def node_url(url: str) -> str:
-    """The URL with a host name: JavaScript's URL() rejects `user@/db?host=/socket/dir`."""
-    parts = urlsplit(url)
-    if parts.hostname:
-        return url
-    return urlunsplit(parts._replace(netloc=f"{parts.netloc.rstrip('@')}@localhost"))
-
-
-def first_migration(project: Path, server_url: str) -> str:
-    """The first migration `prisma migrate dev` writes for schema.prisma (Prisma's own DDL)."""
-    url = with_query(node_url(server_url), schema="app")  # the engine only needs a connection
-    return engine(project, "create", url, "schema.prisma").stdout
-
-
-@pytest.fixture(scope="module")
-def init_migration(project: Path, server_url: str) -> str:
-    return first_migration(project, server_url)
+@pytest.fixture
+def project(prisma_project: Path) -> Path:
+    """The session's app (tests/conftest.py): one `prisma generate` for every module."""
+    return prisma_project
 
 
 @pytest.fixture
-def migrations(tmp_path: Path, init_migration: str) -> Path:
+def migrations(tmp_path: Path, prisma_init_migration: str) -> Path:
     """The app's prisma/migrations: its first migration."""
     (tmp_path / "migrations" / "0_init").mkdir(parents=True)
-    (tmp_path / "migrations" / "0_init" / "migration.sql").write_text(init_migration)
+    (tmp_path / "migrations" / "0_init" / "migration.sql").write_text(prisma_init_migration)
     return tmp_path / "migrations"
 
 
@@ -218,14 +91,6 @@ def app_url(project: Path, empty_db_url: str, migrations: Path) -> str:
     url = with_query(node_url(empty_db_url), schema="app")
     engine(project, "deploy", url, "schema.prisma", migrations)
     return url
-
-
-def engine(
-    project: Path, command: str, url: str, schema: str, migrations: Path | None = None
-) -> subprocess.CompletedProcess:
-    """Prisma's schema engine on the app's database: see tests/prisma/schema-engine.ts."""
-    args = [command, schema, *([str(migrations)] if migrations else [])]
-    return node(project, "tsx", "schema-engine.ts", *args, env={"DATABASE_URL": url})
 
 
 def statements(sql: str) -> list[str]:
@@ -281,8 +146,9 @@ def run_snippet(project: Path, app_url: str, file: str, name: str) -> tuple[dict
         name,
         env={"DATABASE_URL": app_url, "NEXT_RUNTIME": "nodejs", "NODE_ENV": "production"},
     )
-    *log, last = result.stdout.splitlines()
+    *lines, last = result.stdout.splitlines()
     assert last.startswith("@@result "), result.stdout
+    log = [line for line in lines if not line.startswith("@@")]  # the harness's own lines
     return json.loads(last.removeprefix("@@result ")), "\n".join(log) + result.stderr
 
 

@@ -21,16 +21,8 @@ import pytest
 
 from .conftest import create_database, drop_database
 from .helpers import open_conn, run_cli, with_dbname, with_query
-from .test_prisma import (
-    catalog,
-    engine,
-    first_migration,
-    node_url,
-    prisma_project,
-    prisma_section,
-    readme_prisma_text,
-    statements,
-)
+from .prisma_app import engine, node_url, prisma_section, readme_prisma_text
+from .test_prisma import catalog, statements
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,12 +39,6 @@ def start_up_args() -> list[str]:
     args = shlex.split(line)
     assert args[:2] == ["stuck-runs", "start"], prestart
     return args[1:]
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """test_prisma.py's project: one per session."""
-    return prisma_project(tmp_path_factory)
 
 
 @dataclass
@@ -194,15 +180,16 @@ DEV_CHECKED = {"remove_enum_value", "add_index", "remap_table"}
 
 
 def test_a_few_days_of_prisma_migrations_on_an_adopted_table(
-    project: Path, server_url: str, databases: tuple[Db, Db], tmp_path: Path
+    prisma_project: Path, prisma_init_migration: str, databases: tuple[Db, Db], tmp_path: Path
 ) -> None:
     """Each day: `prisma migrate dev` writes the migration (from the history, in a shadow
     database), `prisma migrate deploy` applies it to both databases, then the app starts with
     the README's line and a run idle for an hour is recovered while a live one is not."""
     adopted, control = databases
+    project = prisma_project  # the session's app (tests/conftest.py)
     migrations = tmp_path / "migrations"
     (migrations / "00_init").mkdir(parents=True)
-    (migrations / "00_init" / "migration.sql").write_text(first_migration(project, server_url))
+    (migrations / "00_init" / "migration.sql").write_text(prisma_init_migration)
     for db in databases:
         assert engine(project, "deploy", db.url, "schema.prisma", migrations).stdout.split() == [
             "00_init"

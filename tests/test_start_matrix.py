@@ -18,14 +18,17 @@ database's (30 minutes here, not the 5-minute default).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,8 +38,9 @@ import psycopg
 import pytest
 
 from .cluster import Cluster, free_port, system_postgres_available
-from .conftest import REQUIRE_ALL
-from .helpers import PRISMA_DDL, open_conn, prisma_run
+from .conftest import REQUIRE_ALL, create_database, drop_database
+from .helpers import PRISMA_DDL, open_conn, prisma_run, run_cli, with_dbname, with_query
+from .prisma_app import OFFLINE, app_dir, node_url
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "Sup3r-S3cret-Pw"
@@ -325,3 +329,317 @@ def test_the_forms_are_the_readmes_and_name_no_threshold():
     for text in (WIRING, prisma):
         for block in re.findall(r"```.*?```", text, re.S):
             assert not re.search(r"\d+\s*(minute|hour|min\b)", block), block
+
+
+# The fifth form: the README's instrumentation.ts (section "With Prisma"), read from README.md
+# at test time, in the app of tests/prisma_app.py with the real Prisma 7 client, called the way
+# `next start` calls it: the app's .env files loaded first (Next.js loads them itself, with its
+# own loader, @next/env, which tests/prisma/run-snippet.ts uses), NODE_ENV=production,
+# NEXT_RUNTIME=nodejs, and start-up going on once register() returned (a register() that throws
+# stops Next.js: "An error occurred while loading instrumentation hook"). It does not install or
+# adopt (the README's Prisma `prestart` line does): its situations are the ones above that apply
+# to a recovery call, with the lock on a table in place of the index build.
+
+REGISTER_BOUND = 10.0  # the snippet's own timer; Prisma's waits and its statement_timeout are less
+APP_TABLE = "app.qualification_runs"
+BUILTIN_TABLE = "stuck_runs.qualification_runs"
+# Idle times seeded into each reachable database; its threshold is 30 minutes.
+IDLE = {"ten-minutes": "10 minutes", "forty-five-minutes": "45 minutes", "two-hours": "2 hours"}
+BY_DATABASE = {"ten-minutes": "PROCESSING", "forty-five-minutes": "FAILED", "two-hours": "FAILED"}
+# With STUCK_RUNS_OLDER_THAN="1 hour", which comes before the database's setting:
+BY_ENVIRONMENT = {
+    "ten-minutes": "PROCESSING",
+    "forty-five-minutes": "PROCESSING",
+    "two-hours": "FAILED",
+}
+UNTOUCHED = dict.fromkeys(IDLE, "PROCESSING")
+
+
+@dataclass
+class AppStart:
+    """One `next start` of the app: its environment, and what must be true afterwards."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    dotenv: str | None = None
+    fails: tuple[str, ...] = ()  # the one log line ends with one of these
+    db: str | None = None  # the database whose runs are checked afterwards
+    expect: dict[str, dict[str, str]] = field(default_factory=dict)  # table: run id: status
+    held: list[psycopg.Connection] = field(default_factory=list)  # released before the check
+
+
+@dataclass
+class Started:
+    log: list[str]  # what the app logged, stdout then stderr, the harness's @@ lines left out
+    returned: float | None  # seconds register() took; None: it never returned, or threw
+    wall: float  # the whole process, tsx and loading Prisma included, until register() returned
+    output: str
+
+
+def start_app(app: Path, env: dict[str, str]) -> Started:
+    """`tsx run-snippet.ts instrumentation.ts register` in the app, until register() returned.
+
+    The process is ended then: what the app does after start-up (here: the harness's
+    $disconnect, which may wait on a hung socket) is not start-up.
+    """
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STUCK_RUNS_", "PG")) and k not in ("DATABASE_URL", "DIRECT_URL")
+    }
+    full_env |= OFFLINE | {"NEXT_RUNTIME": "nodejs", "NODE_ENV": "production"} | env
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            str(app / "node_modules" / ".bin" / "tsx"),
+            "run-snippet.ts",
+            "instrumentation.ts",
+            "register",
+        ],
+        cwd=app,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # tsx runs node as a child: end both
+    )
+    # A register() that hangs must fail the test, not hang it.
+    guard = threading.Timer(60, os.killpg, (proc.pid, signal.SIGKILL))
+    guard.start()
+    stdout: list[str] = []
+    wall = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            stdout.append(line.rstrip("\n"))
+            if line.startswith("@@result"):
+                wall = time.monotonic() - started
+                break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+    finally:
+        guard.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        rest, stderr = proc.communicate(timeout=30)
+    stdout += rest.splitlines()
+    returned = [int(line.split()[1]) / 1000 for line in stdout if line.startswith("@@returned-ms ")]
+    log = [line for line in stdout if not line.startswith("@@")] + stderr.splitlines()
+    return Started(
+        log=log,
+        returned=returned[0] if returned and wall is not None else None,
+        wall=wall if wall is not None else time.monotonic() - started,
+        output=f"stdout:\n{chr(10).join(stdout)}\nstderr:\n{stderr}",
+    )
+
+
+def seed_app(url: str, *tables: str) -> None:
+    """The runs of IDLE in each table, last updated that long ago (Prisma's columns in UTC)."""
+    with open_conn(url) as conn:
+        for run_id, idle in IDLE.items():
+            if APP_TABLE in tables:
+                conn.execute(
+                    f'INSERT INTO {APP_TABLE} (id, status, "totalProspects", "updatedAt")'
+                    " VALUES (%s, 'PROCESSING', 10, (now() - %s::interval) AT TIME ZONE 'UTC')",
+                    (run_id, idle),
+                )
+            if BUILTIN_TABLE in tables:
+                conn.execute(
+                    f"INSERT INTO {BUILTIN_TABLE} (id, status, updated_at)"
+                    " VALUES (%s, 'PROCESSING', now() - %s::interval)",
+                    (run_id, idle),
+                )
+
+
+def table_statuses(url: str, table: str) -> dict[str, str]:
+    with open_conn(url) as conn:
+        return dict(conn.execute(f"SELECT id, status::text FROM {table}").fetchall())
+
+
+@pytest.fixture(scope="module")
+def prisma_template(server_url: str, template_db: str, prisma_init_migration: str) -> Iterator[str]:
+    """A database the README's Prisma `prestart` line ran on: Prisma's table in `app`,
+    stuck-runs installed, the table adopted; the threshold set to 30 minutes."""
+    name = create_database(server_url, template=template_db)
+    url = with_query(with_dbname(server_url, name), schema="app")
+    with open_conn(url) as conn:
+        conn.execute(prisma_init_migration)  # open_conn's search_path puts it in `app`
+        conn.execute("UPDATE stuck_runs.stuck_runs_settings SET older_than = '30 minutes'")
+    result = run_cli("--database-url", url, "start", "--adopt", "qualification_runs", "--strict")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    yield name
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def app_start(
+    request, server_url, prisma_template, prisma_init_migration, hung_port, password_cluster
+) -> Iterator[AppStart]:
+    """Build the named situation for the app; undo whatever it holds open afterwards."""
+    name = request.param
+    made: list[str] = []
+
+    def database(template: str | None = prisma_template) -> str:
+        """A new database (by default as `prestart` left it), as the app's DATABASE_URL."""
+        made.append(create_database(server_url, template=template))
+        return node_url(with_query(with_dbname(server_url, made[-1]), schema="app"))
+
+    dead = f"127.0.0.1:{free_port()}"
+    unreachable = ("Can't reach database server at " + dead,)
+    case = AppStart()
+    try:
+        if name == "dead-port":
+            case = AppStart(env={"DATABASE_URL": f"postgresql://app:{SECRET}@{dead}/app"})
+            case.fails = unreachable
+        elif name == "hung-port":
+            url = f"postgresql://app:{SECRET}@127.0.0.1:{hung_port}/app?schema=app"
+            # Prisma's own 2 s wait to start a transaction, else the snippet's timer.
+            case = AppStart(
+                env={"DATABASE_URL": url},
+                fails=("Unable to start a transaction in the given time.", "no answer within 10 s"),
+            )
+        elif name == "wrong-password":
+            if password_cluster is None:
+                pytest.skip("needs PostgreSQL 15 server binaries (apt postgresql-15)")
+            url = password_cluster.url(password=SECRET + "x") + "?schema=app"
+            case = AppStart(
+                env={"DATABASE_URL": url},
+                fails=("the provided database credentials for `postgres` are not valid",),
+            )
+        elif name == "no-url":
+            case = AppStart(fails=("Invalid URL",))
+        elif name == "url-only-in-dotenv":
+            # Next.js loads .env itself; the threshold may come from there too.
+            url = database()
+            seed_app(url, APP_TABLE)
+            dotenv = f'# the app\'s .env\nDATABASE_URL="{url}"\nSTUCK_RUNS_OLDER_THAN="1 hour"\n'
+            case = AppStart(dotenv=dotenv, db=url, expect={APP_TABLE: BY_ENVIRONMENT})
+        elif name == "malformed-url":
+            # JavaScript's URL() takes the last '@' for the host and encodes the space.
+            url = f"postgresql://app:{SECRET} with space@also@{dead}/app"
+            case = AppStart(env={"DATABASE_URL": url}, fails=unreachable)
+        elif name == "malformed-url-unparsable":
+            # A raw '/' in the password: URL() refuses it, lib/prisma.ts throws when loaded.
+            url = f"postgresql://app:{SECRET}/with/slash@{dead}/app"
+            case = AppStart(env={"DATABASE_URL": url}, fails=("Invalid URL",))
+        elif name == "not-installed":
+            url = database(template=None)
+            with open_conn(url) as conn:
+                conn.execute(prisma_init_migration)
+            case = AppStart(
+                env={"DATABASE_URL": url},
+                fails=('relation "stuck_runs.stuck_runs_settings" does not exist`',),
+            )
+        elif name == "migrate-lock-held":
+            # Another instance's `stuck-runs start` holds it; the threshold from the environment.
+            url = database()
+            seed_app(url, APP_TABLE)
+            holder = open_conn(url)
+            holder.execute("SELECT pg_advisory_lock(hashtext('stuck-runs migrate stuck_runs'))")
+            case = AppStart(
+                env={"DATABASE_URL": url, "STUCK_RUNS_OLDER_THAN": "1 hour"},
+                db=url,
+                expect={APP_TABLE: BY_ENVIRONMENT},
+                held=[holder],
+            )
+        elif name == "old-transaction-locks-runs-table":
+            # A migration of the app's (another instance's `prisma migrate deploy`) holds the
+            # table: given up after 2 s (Prisma drops the WARNING), the other table recovered.
+            url = database()
+            seed_app(url, APP_TABLE, BUILTIN_TABLE)
+            blocker = open_conn(url, autocommit=False)
+            blocker.execute(f"LOCK TABLE {APP_TABLE} IN ACCESS EXCLUSIVE MODE")
+            case = AppStart(
+                env={"DATABASE_URL": url},
+                db=url,
+                expect={APP_TABLE: UNTOUCHED, BUILTIN_TABLE: BY_DATABASE},
+                held=[blocker],
+            )
+        elif name == "old-transaction-locks-stuck-runs":
+            # An upgrade of stuck-runs in progress: the snippet's statement_timeout ends it.
+            url = database()
+            seed_app(url, APP_TABLE)
+            blocker = open_conn(url, autocommit=False)
+            blocker.execute("LOCK TABLE stuck_runs.stuck_runs_settings IN ACCESS EXCLUSIVE MODE")
+            case = AppStart(
+                env={"DATABASE_URL": url},
+                fails=("canceling statement due to statement timeout`",),
+                db=url,
+                expect={APP_TABLE: UNTOUCHED},
+                held=[blocker],
+            )
+        elif name == "odd-session-settings":
+            url = database()
+            seed_app(url, APP_TABLE)
+            with open_conn(url) as conn:
+                for setting, value in ODD_SETTINGS.items():
+                    conn.execute(f'ALTER DATABASE "{made[-1]}" SET {setting} = {value}')
+            case = AppStart(env={"DATABASE_URL": url}, db=url, expect={APP_TABLE: BY_DATABASE})
+        elif name == "threshold-without-unit":
+            # PostgreSQL reads '30' as 30 seconds; the runner refuses it, and so does the snippet.
+            url = database()
+            seed_app(url, APP_TABLE)
+            case = AppStart(
+                env={"DATABASE_URL": url, "STUCK_RUNS_OLDER_THAN": "30"},
+                fails=("STUCK_RUNS_OLDER_THAN=30 has no unit: write e.g. '30 minutes'",),
+                db=url,
+                expect={APP_TABLE: UNTOUCHED},
+            )
+        else:
+            raise AssertionError(name)
+        yield case
+    finally:
+        for conn in case.held:
+            conn.close()
+        for dbname in made:
+            drop_database(server_url, dbname)
+
+
+APP_SITUATIONS = [
+    "dead-port",
+    "hung-port",
+    "wrong-password",
+    "no-url",
+    "url-only-in-dotenv",
+    "malformed-url",
+    "malformed-url-unparsable",
+    "not-installed",
+    "migrate-lock-held",
+    "old-transaction-locks-runs-table",
+    "old-transaction-locks-stuck-runs",
+    "odd-session-settings",
+    "threshold-without-unit",
+]
+
+
+# Under CI a skip fails the run (tests/conftest.py).
+@pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm")
+@pytest.mark.parametrize("app_start", APP_SITUATIONS, indirect=True)
+def test_instrumentation_lets_the_app_start(app_start: AppStart, prisma_project, tmp_path, request):
+    """register() returns within its bound, one log line when it failed, no password, and the
+    configured threshold (STUCK_RUNS_OLDER_THAN, else the database's) applied."""
+    case = app_start
+    started = start_app(app_dir(prisma_project, tmp_path / "app", case.dotenv), case.env)
+    for conn in case.held:
+        conn.close()
+    report = f"register() {started.returned} s, process {started.wall:.1f} s\n{started.output}"
+    # The README's Guarantees quote these figures (python -m pytest -s tests/test_start_matrix.py).
+    print(
+        f"\n[start-matrix] instrumentation.ts / {request.node.callspec.id}: register() returned "
+        f"after {started.returned} s (process {started.wall:.2f} s, bound {REGISTER_BOUND:g} s)"
+    )
+    assert started.returned is not None, report  # Next.js would not have started
+    assert started.returned < REGISTER_BOUND + SLACK, report
+    assert SECRET not in started.output, report
+    recovered = [line for line in started.log if line.startswith("[Recovery] ")]
+    assert recovered == started.log, report  # nothing else: no stack, no Prisma noise
+    if case.fails:
+        assert len(started.log) == 1, report
+        [line] = started.log
+        prefix = "[Recovery] failed, starting anyway: "
+        assert line.startswith(prefix) and line.endswith(case.fails), report
+    else:
+        assert not any(line.startswith("[Recovery] failed") for line in started.log), report
+        wanted = sum(s == "FAILED" for runs in case.expect.values() for s in runs.values())
+        assert len(recovered) == wanted, report
+    for table, runs in case.expect.items():
+        assert table_statuses(case.db, table) == runs, f"{table}\n{report}"
