@@ -156,6 +156,124 @@ AS $$
 $$;
 COMMENT ON FUNCTION stuck_runs_index_ddl(regclass) IS
     'The statements that give an adopted table its sweep index, in order; none when the index is current. Returned, not run: CONCURRENTLY cannot run inside a function''s transaction, and a plain CREATE INDEX would block the application''s writes.';
+CREATE OR REPLACE FUNCTION _stuck_runs_may_forget(t stuck_runs_tables) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    -- Taking a table out of recovery takes its runs' safety net away: while
+    -- the table exists, the rule of adopting it (its owner, a member of the
+    -- owning role, a superuser). A dropped table has no owner left: the role
+    -- that adopted it may, and so may whoever may adopt the table that bears
+    -- its name now (adoption replaces such an entry). The registry's own owner
+    -- (whoever installed stuck-runs, who could disable this check anyway) may
+    -- always. Nobody else: an entry is what re-adoption keeps (time zone,
+    -- statuses) and what warns that coverage was lost.
+    SELECT coalesce(
+        pg_catalog.pg_has_role(current_user,
+                               (SELECT r.relowner FROM pg_catalog.pg_class AS r
+                                WHERE r.oid OPERATOR(pg_catalog.=) 'stuck_runs_tables'::regclass),
+                               'USAGE')
+        OR CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+                THEN _stuck_runs_may_adopt(t.table_name)
+                ELSE coalesce(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
+                                                WHERE a.oid OPERATOR(pg_catalog.=) t.adopted_by)
+                                   THEN pg_catalog.pg_has_role(current_user, t.adopted_by, 'USAGE') END, false)
+                     OR EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                                JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                                WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name
+                                  AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+                                  AND c.relkind IN ('r', 'p')
+                                  AND pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'))
+           END, false)
+$$;
+COMMENT ON FUNCTION _stuck_runs_may_forget(stuck_runs_tables) IS
+    'Whether the current role may take this entry out of the registry: the table''s owner while it exists; once it is dropped, the role that adopted it or the owner of a table now bearing its name; always the registry''s owner.';
+CREATE OR REPLACE FUNCTION _stuck_runs_tables_check() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- An entry removed, or rewritten into another (UPDATE ... SET table_name),
+    -- is an entry taken away: only by those who may unadopt it.
+    IF TG_OP IN ('UPDATE', 'DELETE') AND NOT _stuck_runs_may_forget(OLD) THEN
+        RAISE EXCEPTION 'stuck-runs: only the owner of % (once it is dropped: the role that adopted it) may take it out of recovery',
+            coalesce(pg_catalog.format('%I.%I', OLD.schema_name, OLD.relation_name), OLD.table_name::pg_catalog.oid::text)
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    IF NOT coalesce(_stuck_runs_may_adopt(NEW.table_name), false) THEN
+        RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Who registered it: an entry stays in force only while that role could
+    -- still adopt the table (_stuck_runs_covered), whoever owns it later.
+    NEW.adopted_by := (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                       WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)::regrole;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_tables_check() IS
+    'Guards every write to the registry, not only adopt_runs_table() and unadopt: a role with INSERT on stuck_runs_tables still cannot get a table it does not own swept, nor with DELETE or UPDATE take another owner''s table out of recovery.';
+DROP TRIGGER IF EXISTS _stuck_runs_tables_check ON stuck_runs_tables;
+CREATE TRIGGER _stuck_runs_tables_check BEFORE INSERT OR UPDATE OR DELETE ON stuck_runs_tables
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_tables_check();
+CREATE OR REPLACE FUNCTION _stuck_runs_forget(dropped_schema text, dropped_name text) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    forgotten integer;
+BEGIN
+    -- unadopt_runs_table() takes a regclass, which the name of a dropped table
+    -- no longer resolves to: its entry is found by the schema and name it was
+    -- adopted under. Only entries whose table is gone; who may remove them is
+    -- the registry's trigger's to decide (_stuck_runs_may_forget).
+    DELETE FROM stuck_runs_tables AS t
+    WHERE t.schema_name OPERATOR(pg_catalog.=) dropped_schema
+      AND t.relation_name OPERATOR(pg_catalog.=) dropped_name
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name);
+    GET DIAGNOSTICS forgotten = ROW_COUNT;
+    RETURN forgotten;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_forget(text, text) IS
+    'Removes the entry of a dropped table, named by the schema and name it was adopted under (what `stuck-runs unadopt --table NAME` calls for a table that is gone); returns how many entries went. Only the role that adopted it (or the registry''s owner) may.';
+CREATE OR REPLACE FUNCTION _stuck_runs_mapping_problem(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+             AND EXISTS (SELECT FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                         WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+                           AND c.relkind IN ('r', 'p'))
+        THEN pg_catalog.format('%I.%I was dropped and re-created: recovery does not cover the new table; adopt it again (stuck-runs migrate --adopt)',
+                    t.schema_name, t.relation_name)
+        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+        THEN pg_catalog.format('%s was dropped: recovery no longer covers it; adopt it again if it comes back, or remove its entry (stuck-runs unadopt --table)',
+                    coalesce(pg_catalog.format('%I.%I', t.schema_name, t.relation_name), t.table_name::oid::text))
+        WHEN t.adopted_by IS NULL
+        THEN pg_catalog.format('%s was registered before stuck-runs 0.3, which did not record by whom: recovery skips it until it is adopted again (stuck-runs migrate --adopt %s)',
+                               t.table_name, t.table_name)
+        WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                         WHERE c.oid OPERATOR(pg_catalog.=) t.table_name
+                           AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
+                                                 WHERE a.oid OPERATOR(pg_catalog.=) t.adopted_by)
+                                    THEN pg_catalog.pg_has_role(t.adopted_by, c.relowner, 'USAGE') END)
+        THEN pg_catalog.format('%s was registered by %s, who may no longer adopt it (its owner changed, or that role is gone): recovery skips it until its owner adopts it again',
+                               t.table_name, t.adopted_by)
+        ELSE (SELECT pg_catalog.format('%s no longer fits its mapping: column "%s" (%s) %s; adopt it again',
+                            t.table_name, m.name, r.role,
+                            CASE WHEN m.type IS NULL THEN 'is gone'
+                                 ELSE pg_catalog.format('is now of type %s', m.type) END)
+              FROM stuck_runs_roles AS r
+              CROSS JOIN LATERAL (
+                  SELECT pg_catalog.to_jsonb(t) ->> r.parameter AS name,
+                         _stuck_runs_column_type(t.table_name, pg_catalog.to_jsonb(t) ->> r.parameter) AS type
+              ) AS m
+              WHERE m.name IS NOT NULL AND (m.type IS NULL OR NOT _stuck_runs_fits(r.kind, m.type))
+              ORDER BY r.position
+              LIMIT 1)
+    END
+$$;
 
 -- from sql/99_hardening.sql
 -- stuck-runs: pin every function's search_path, take EXECUTE away from PUBLIC,

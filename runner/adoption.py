@@ -7,9 +7,11 @@ runner/context.py.
 from __future__ import annotations
 
 import click
+import psycopg
 
-from .connection import Target, connect
+from .connection import OperationalError, Target, connect
 from .context import (
+    BadOptionValue,
     Settings,
     index_timeout_option,
     note,
@@ -132,16 +134,53 @@ def unadopt(
     Example: stuck-runs unadopt --table '"QualificationRun"'
     """
 
-    def work(target: Target) -> bool:
+    def work(target: Target) -> int:
         with _open_session(target, connect_timeout, statement_timeout) as conn:
-            name = resolve(conn, target, table)
             with option_values("--table"):
-                row = conn.execute(
-                    "SELECT unadopt_runs_table(%s::regclass, %s)", (name, drop_index)
-                ).fetchone()
-            return bool(row and row[0])
+                row = conn.execute(_NAMED, {"name": table, "app": target.app_schema}).fetchone()
+            if row is None:
+                raise BadOptionValue("--table", f"{table!r} is not a table name")
+            live, schema, relation = row
+            removed = 0
+            try:
+                with option_values("--table"), conn.transaction():
+                    if live is not None:
+                        removed += conn.execute(
+                            "SELECT unadopt_runs_table(%s::regclass, %s)::integer",
+                            (live, drop_index),
+                        ).fetchone()[0]
+                    # The entry of a table that was dropped (for good, or
+                    # re-created and not adopted again) is found by its name.
+                    if conn.execute(
+                        "SELECT pg_catalog.to_regproc('_stuck_runs_forget') IS NOT NULL"
+                    ).fetchone()[0]:
+                        removed += conn.execute(
+                            "SELECT _stuck_runs_forget(%s, %s)", (schema, relation)
+                        ).fetchone()[0]
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # The registry's own refusal says who may: no GRANT would help.
+                message = exc.diag.message_primary or str(exc)
+                raise OperationalError(message.removeprefix("stuck-runs: ")) from None
+            if live is None and not removed:
+                raise BadOptionValue(
+                    "--table",
+                    f"there is no table {table!r} in schema {schema!r}, and none was adopted "
+                    "under that name",
+                )
+            return removed
 
     if run(settings, work, session="unadopt", deadline=2 * (connect_timeout + statement_timeout)):
         note(f"{table} is no longer covered by recovery")
     else:
         note(f"{table} was not adopted; nothing changed")
+
+
+# The table a --table NAME names (NULL when there is none), and the schema and
+# name it would have been adopted under: a dropped table's entry is found by those.
+_NAMED = """
+SELECT _stuck_runs_resolve_table(%(name)s::text, %(app)s::text)::text AS live,
+       CASE pg_catalog.cardinality(p.parts) WHEN 1 THEN %(app)s::text ELSE p.parts[1] END,
+       p.parts[pg_catalog.cardinality(p.parts)]
+FROM (SELECT pg_catalog.parse_ident(%(name)s::text) AS parts) AS p
+WHERE pg_catalog.cardinality(p.parts) IN (1, 2)
+"""

@@ -24,7 +24,15 @@ from .context import (
     timeout_options,
 )
 from .registry import resolve
-from .sweep import Outcome, Request, closing_line, open_connection, recover_into, report_coverage
+from .sweep import (
+    Outcome,
+    Request,
+    closing_line,
+    lost_coverage,
+    open_connection,
+    recover_into,
+    report_coverage,
+)
 
 
 @click.command()
@@ -129,12 +137,9 @@ def recover(
 
     run(settings, work, fail_open=fail_open, deadline=deadline, progress=outcome.committed)
     closing_line(outcome, request, budget)
-    if outcome.table_faults:
-        fail(
-            f"{outcome.table_faults} table(s) could not be swept (see the warnings above); "
-            "the others were recovered",
-            fail_open=fail_open,
-        )
+    failure = outcome.failure()
+    if failure:
+        fail(failure, fail_open=fail_open)
 
 
 @click.command(name="list")
@@ -152,6 +157,8 @@ def list_runs(
     Example: stuck-runs list --json | jq .run_id
     """
 
+    lost: list[str] = []
+
     def work(target: Target) -> int:
         with open_connection(target, connect_timeout, statement_timeout) as conn:
             print_notices(conn)
@@ -160,7 +167,7 @@ def list_runs(
                 if conn.execute(
                     "SELECT pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS r"
                 ).fetchone()["r"]:
-                    report_coverage(conn, target)
+                    lost[:] = report_coverage(conn, target)
                 count = 0
                 with conn.cursor(name="stuck_runs_active") as cur:
                     cur.execute("SELECT * FROM active_runs ORDER BY idle DESC, table_name, run_id")
@@ -173,6 +180,9 @@ def list_runs(
 
     count = run(settings, work, deadline=connect_timeout + statement_timeout)
     note(f"{count} active run(s)")
+    failure = lost_coverage(lost)
+    if failure:
+        fail(failure, fail_open=False)
 
 
 @click.command()

@@ -176,12 +176,9 @@ def start(
 
     run(settings, work, fail_open=fail_open, deadline=deadline, progress=outcome.committed)
     closing_line(outcome, request, total)
-    if outcome.table_faults:
-        fail(
-            f"{outcome.table_faults} table(s) could not be swept (see the warnings above); "
-            "the others were recovered",
-            fail_open=fail_open,
-        )
+    failure = outcome.failure("start")
+    if failure:
+        fail(failure, fail_open=fail_open)
 
 
 def _install_step(settings: Settings, plan: Plan) -> None:

@@ -10,6 +10,7 @@ statement timeout or a failing COMMIT cut is never shown as recovered.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import tempfile
@@ -76,6 +77,8 @@ class Outcome:
     requeued: int = 0
     backlog: bool = False
     table_faults: int = 0
+    # Registered tables that still exist but are no longer covered (report_coverage()).
+    lost: list[str] = field(default_factory=list)
     # Rows the open transaction returned (not committed yet), and rows of
     # transactions that did not commit: never shown, never counted as recovered.
     pending: int = 0
@@ -94,6 +97,19 @@ class Outcome:
             f"; {lost} more were returned but not committed, so not recovered" if lost else ""
         )
 
+    def failure(self, command: str = "migrate") -> str | None:
+        """What makes the command fail after it recovered what it could, in one line."""
+        parts = []
+        if self.table_faults:
+            parts.append(
+                f"{self.table_faults} table(s) could not be swept (see the warnings above); "
+                "the others were recovered"
+            )
+        lost = lost_coverage(self.lost, command)
+        if lost:
+            parts.append(lost)
+        return "; ".join(parts) or None
+
     def split(self) -> str:
         if not self.requeued:
             return ""
@@ -108,12 +124,62 @@ def open_connection(
     return conn
 
 
-def report_coverage(conn: psycopg.Connection, target: Target) -> None:
-    """One warning line per registered table that is gone or misfit, or uncovered runs table."""
+# Registered tables recovery no longer covers although a table is there: the
+# entry's own (a mapped column dropped, renamed by drop and add, or retyped; its
+# owner changed; an entry from before 0.3), or a new table under the name it was
+# adopted under that nothing else registered (dropped and re-created: prisma
+# migrate reset). While one exists the command fails; an entry whose table is
+# gone for good only warns (`unadopt --table NAME` removes it).
+_LOST = """
+SELECT coalesce(
+           (SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
+            WHERE c.oid OPERATOR(pg_catalog.=) t.table_name),
+           (SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
+            JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name
+              AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+              AND c.relkind IN ('r', 'p')
+              AND NOT EXISTS (SELECT FROM stuck_runs_tables AS u
+                              WHERE u.table_name OPERATOR(pg_catalog.=) c.oid))) AS present
+FROM stuck_runs_tables AS t
+WHERE NOT EXISTS (SELECT FROM _stuck_runs_covered AS v
+                  WHERE v.table_name OPERATOR(pg_catalog.=) t.table_name)
+ORDER BY 1
+"""
+
+
+def report_coverage(conn: psycopg.Connection, target: Target) -> list[str]:
+    """One warning line per registered table that is gone or misfit, or uncovered runs table.
+
+    Returns the registered tables that recovery no longer covers and that still
+    exist, as regclass prints them: the caller fails on them (lost_coverage()).
+    """
     for row in conn.execute(
         "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
     ):
         warn(row["problem"])
+    return [row["present"] for row in conn.execute(_LOST) if row["present"] is not None]
+
+
+def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
+    """The one error line for registered tables that exist but are no longer covered.
+
+    Why (see the warnings), and the line that adopts them again, keeping what an
+    earlier adoption set (`start --adopt` in a start-up line, else `migrate --adopt`).
+    """
+    if not tables:
+        return None
+    line = shlex.join(["stuck-runs", command, "--adopt", tables[0]])
+    if len(tables) == 1:
+        return (
+            f"recovery no longer covers {tables[0]}, which still exists (see the warning "
+            f"above); adopt it again, as its owner: {line}"
+        )
+    return (
+        f"recovery no longer covers {len(tables)} tables that still exist: "
+        f"{', '.join(tables)} (see the warnings above); adopt each again, as its owner, "
+        f"e.g.: {line}"
+    )
 
 
 def _show_active(conn: psycopg.Connection) -> None:
@@ -181,7 +247,7 @@ def recover_into(
                     "run recovery against the primary"
                 )
             if checks["reports"]:
-                report_coverage(conn, target)
+                outcome.lost = report_coverage(conn, target)
             if not request.as_json:
                 _show_active(conn)
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
-from .helpers import PRISMA_DDL, SHOWN, TABLE, explain_sweep, open_conn, prisma_run
+from .helpers import PRISMA_DDL, SHOWN, TABLE, explain_sweep, open_conn, prisma_run, run_cli
 
 PROPOSED = {
     "id_column": "id",
@@ -318,3 +319,82 @@ def test_concurrent_callers_recover_each_adopted_run_once(db_url, adopted):
         "SELECT count(*), count(DISTINCT run_id) FROM run_recoveries"
     ).fetchone()
     assert audit == (600, 600)
+
+
+def test_only_its_owner_or_adopter_may_take_a_table_out_of_recovery(db_url):
+    """Issue 19, point 2: a registry entry is a table's safety net and what re-adoption keeps.
+
+    An untrusted role with every grant `unadopt` needs (EXECUTE, DELETE and
+    UPDATE on the registry) removes neither another owner's live table nor,
+    once it is dropped, its entry: not through unadopt_runs_table(), not by
+    name through `stuck-runs unadopt`, not by writing the registry. The role
+    that adopted it may.
+    """
+    from .test_attacks import as_user
+
+    suffix = uuid.uuid4().hex[:8]
+    owner, intruder = f"runs_owner_{suffix}", f"intruder_{suffix}"
+    entry = "SELECT count(*) FROM stuck_runs.stuck_runs_tables WHERE relation_name = 'jobs'"
+    with open_conn(db_url) as conn:
+        for role in (owner, intruder):
+            conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            conn.execute(f'GRANT USAGE ON SCHEMA stuck_runs TO "{role}"')
+            conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA stuck_runs TO "{role}"')
+            conn.execute(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON stuck_runs.stuck_runs_tables,"
+                f' stuck_runs.stuck_runs_roles, stuck_runs._stuck_runs_covered TO "{role}"'
+            )
+        conn.execute(f'CREATE SCHEMA app AUTHORIZATION "{owner}"')
+        conn.execute(f'GRANT USAGE ON SCHEMA app TO "{intruder}"')
+        conn.execute(f'SET ROLE "{owner}"')
+        conn.execute(
+            "CREATE TABLE app.jobs (id text PRIMARY KEY, status text NOT NULL,"
+            " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)"
+        )
+        conn.execute(
+            "SELECT stuck_runs.adopt_runs_table('app.jobs', completed_at_column => NULL,"
+            " error_column => NULL, completed_column => NULL, total_column => NULL)"
+        )
+        conn.execute("RESET ROLE")
+        try:
+            attempts = [
+                "SELECT stuck_runs.unadopt_runs_table('app.jobs')",
+                "DELETE FROM stuck_runs.stuck_runs_tables WHERE relation_name = 'jobs'",
+                "UPDATE stuck_runs.stuck_runs_tables SET failed_status = 'PENDING'"
+                " WHERE relation_name = 'jobs'",
+            ]
+            conn.execute(f'SET ROLE "{intruder}"')
+            for attempt in attempts:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only the owner"):
+                    conn.execute(attempt)
+            conn.execute("RESET ROLE")
+            assert conn.execute(entry).fetchone() == (1,)
+
+            # Dropped: nobody owns it any more.
+            conn.execute("DROP TABLE app.jobs")
+            conn.execute(f'SET ROLE "{intruder}"')
+            for attempt in ["SELECT stuck_runs._stuck_runs_forget('app', 'jobs')", *attempts[1:]]:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only the owner"):
+                    conn.execute(attempt)
+            conn.execute("RESET ROLE")
+            refused = run_cli(
+                "--database-url", as_user(db_url, intruder), "unadopt", "--table", "app.jobs"
+            )
+            assert refused.returncode == 1, refused.stderr
+            assert refused.stderr.splitlines() == [
+                "stuck-runs: error: only the owner of app.jobs (once it is dropped:"
+                " the role that adopted it) may take it out of recovery"
+            ]
+            assert conn.execute(entry).fetchone() == (1,)
+
+            forgotten = run_cli(
+                "--database-url", as_user(db_url, owner), "unadopt", "--table", "app.jobs"
+            )
+            assert forgotten.returncode == 0, forgotten.stderr
+            assert conn.execute(entry).fetchone() == (0,)
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute("DROP SCHEMA app CASCADE")
+            for role in (owner, intruder):
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')

@@ -51,14 +51,16 @@ def test_migrate_adopt_restores_coverage_after_the_app_recreates_its_table(empty
         conn.execute("CREATE SCHEMA app")
         conn.execute(RUNS_DDL.format(name="app.runs"))
         stuck_app_run(conn)
+    # Not covered while the table is there: loud, and a failure (issue 19).
     blind = run_cli("--database-url", url, "recover", "--json")
-    assert blind.returncode == 0, blind.stderr
+    assert blind.returncode == 1, blind.stderr
     assert blind.stdout == ""
-    warnings = [line for line in blind.stderr.splitlines() if "warning" in line]
+    warnings = [line for line in blind.stderr.splitlines() if "warning:" in line]
     assert warnings == [
-        "stuck-runs: warning: app.runs was dropped (or dropped and re-created): recovery no "
-        "longer covers it; adopt it again"
+        "stuck-runs: warning: app.runs was dropped and re-created: recovery does not cover the "
+        "new table; adopt it again (stuck-runs migrate --adopt)"
     ]
+    assert "stuck-runs migrate --adopt app.runs" in blind.stderr
 
     restored = run_cli(*line)
     assert restored.returncode == 0, restored.stderr
@@ -75,7 +77,7 @@ def test_migrate_adopt_restores_coverage_after_the_app_recreates_its_table(empty
     assert registered == [("app", "runs")]
 
 
-def test_a_dropped_mapped_column_is_reported_not_fatal(empty_db_url):
+def test_a_dropped_mapped_column_is_reported_and_fails_after_the_others(empty_db_url):
     url = with_query(empty_db_url, schema="app")
     with open_conn(url) as conn:
         conn.execute("CREATE SCHEMA app")
@@ -84,15 +86,18 @@ def test_a_dropped_mapped_column_is_reported_not_fatal(empty_db_url):
     with open_conn(url) as conn:
         conn.execute('ALTER TABLE app.runs RENAME COLUMN "errorMessage" TO "lastError"')
         stuck = insert_run(conn, "PROCESSING", idle="1 hour")
+    # The other tables are recovered; the table that is still there but no
+    # longer covered makes the command fail after it (issue 19).
     result = run_cli("--database-url", url, "recover", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert [json.loads(line)["run_id"] for line in result.stdout.splitlines()] == [stuck]
     assert (
         'app.runs no longer fits its mapping: column "errorMessage" (error) is gone'
         in result.stderr
     )
+    assert "recovery no longer covers app.runs, which still exists" in result.stderr
     listed = run_cli("--database-url", url, "list")
-    assert listed.returncode == 0 and "no longer fits its mapping" in listed.stderr
+    assert listed.returncode == 1 and "no longer fits its mapping" in listed.stderr
 
 
 def test_migrate_adopt_without_a_complete_proposal_prints_the_command(empty_db_url):

@@ -5,11 +5,20 @@ Issue 19, points 3 and 4: `migrate --adopt jobs` re-adopted a table adopted with
 `--time-zone America/New_York` (or custom statuses through SQL) with UTC and
 {PENDING,PROCESSING}/FAILED, so fresh runs were failed and dead ones no longer
 covered; and after Prisma's @@map change the same line exited 2.
+
+Issue 19, point 2: after `prisma migrate reset` or a field renamed (Prisma drops
+and adds the column) recovery covered nothing, and the runner said so in a
+warning but exited 0; a table dropped for good could not be unadopted.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
+
+from runner.connection import parse_database_url
 
 from .helpers import open_conn, run_cli, with_query
 
@@ -178,3 +187,151 @@ def test_a_remapped_table_keeps_the_start_up_line_green_and_names_the_new_table(
     typo = run_cli("--database-url", url, "migrate", "--adopt", "qualifcation_runs")
     assert typo.returncode == 2
     assert "there is no table 'qualifcation_runs' in schema 'app'" in typo.stderr
+
+
+# What the application's own migrations do to an adopted table that loses it its
+# coverage while a table is still there.
+LOSES_COVERAGE = {
+    # prisma migrate reset: the table is dropped and created anew (a new oid).
+    "migrate reset": "DROP TABLE app.jobs; " + JOBS_DDL.format(name="jobs"),
+    # A field renamed in schema.prisma: Prisma drops the column and adds the new one.
+    "field renamed": 'ALTER TABLE app.jobs DROP COLUMN "errorMessage";'
+    ' ALTER TABLE app.jobs ADD COLUMN "lastError" text',
+}
+
+
+def adopted_jobs(empty_db_url: str) -> str:
+    """app.jobs adopted by the start-up line, with a run that is stuck; the app's URL."""
+    url = with_query(empty_db_url, schema="app")
+    with open_conn(url) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute(JOBS_DDL.format(name="jobs"))
+    adopted = run_cli("--database-url", url, "migrate", "--adopt", "jobs")
+    assert adopted.returncode == 0, adopted.stderr
+    return url
+
+
+def stuck_job(url: str) -> None:
+    with open_conn(url) as conn:
+        conn.execute(
+            'INSERT INTO app.jobs (id, status, "createdAt", "updatedAt") VALUES'
+            " ('stuck', 'PROCESSING', (now() - interval '1 day') AT TIME ZONE 'UTC',"
+            " (now() - interval '1 hour') AT TIME ZONE 'UTC')"
+        )
+
+
+def lines(stderr: str, kind: str) -> list[str]:
+    return [text for text in stderr.splitlines() if text.startswith(f"stuck-runs: {kind}:")]
+
+
+@pytest.mark.parametrize("change", LOSES_COVERAGE)
+def test_lost_coverage_is_a_warning_in_psql(change, empty_db_url):
+    """The SQL function and both views say it where psql (and pg_cron's log) show it."""
+    url = adopted_jobs(empty_db_url)
+    with open_conn(url) as conn:
+        conn.execute(LOSES_COVERAGE[change])
+    stuck_job(url)
+    psql = subprocess.run(
+        [
+            "psql",
+            parse_database_url(empty_db_url).conninfo,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SELECT * FROM stuck_runs.recover_stuck_runs()",
+            "-c",
+            "SELECT * FROM stuck_runs.stuck_runs",
+            "-c",
+            "SELECT * FROM stuck_runs.active_runs",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    warnings = [text for text in psql.stderr.splitlines() if text.startswith("WARNING:")]
+    assert len(warnings) == 3, psql.stderr
+    assert all(text.startswith("WARNING:  stuck-runs: app.jobs ") for text in warnings), warnings
+    expected = {
+        "migrate reset": "was dropped and re-created",
+        "field renamed": 'no longer fits its mapping: column "errorMessage" (error) is gone',
+    }[change]
+    assert all(expected in text for text in warnings), warnings
+
+
+@pytest.mark.parametrize("change", LOSES_COVERAGE)
+def test_lost_coverage_of_a_table_that_still_exists_fails_the_runner(change, empty_db_url):
+    url = adopted_jobs(empty_db_url)
+    with open_conn(url) as conn:
+        conn.execute(LOSES_COVERAGE[change])
+    stuck_job(url)
+    for args, status in [
+        (("recover",), 1),
+        (("recover", "--fail-open"), 0),
+        (("recover", "--dry-run", "--json"), 1),
+        (("list",), 1),
+        (("start", "--strict"), 1),
+        (("start",), 0),
+    ]:
+        result = run_cli("--database-url", url, *args)
+        assert result.returncode == status, (args, result.stderr)
+        assert result.stdout == "", (args, result.stdout)
+        warnings = lines(result.stderr, "warning")
+        assert len(warnings) == 1 and "app.jobs" in warnings[0], (args, result.stderr)
+        command = "start" if args[0] == "start" else "migrate"
+        assert lines(result.stderr, "error") == [
+            "stuck-runs: error: recovery no longer covers app.jobs, which still exists (see the"
+            f" warning above); adopt it again, as its owner: stuck-runs {command} --adopt app.jobs"
+            + (" (--fail-open: continuing without recovery)" if status == 0 else "")
+        ], (args, result.stderr)
+
+    # The start-up line re-adopts the table: covered again, nothing to say, exit 0.
+    restored = run_cli("--database-url", url, "start", "--adopt", "jobs", "--strict")
+    assert restored.returncode == 0, restored.stderr
+    assert "warning" not in restored.stderr and "error" not in restored.stderr, restored.stderr
+    assert "Recovered 1 stuck run(s)" in restored.stderr
+    for args in (("recover",), ("list",), ("start", "--adopt", "jobs", "--strict")):
+        again = run_cli("--database-url", url, *args)
+        assert again.returncode == 0, (args, again.stderr)
+        assert "warning" not in again.stderr and "error" not in again.stderr, again.stderr
+
+
+def test_a_table_dropped_for_good_warns_and_unadopt_forgets_it(empty_db_url):
+    url = adopted_jobs(empty_db_url)
+    with open_conn(url) as conn:
+        conn.execute("DROP TABLE app.jobs")
+    for args in (("recover",), ("list",), ("start", "--strict")):
+        result = run_cli("--database-url", url, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert lines(result.stderr, "error") == [], result.stderr
+        assert lines(result.stderr, "warning") == [
+            "stuck-runs: warning: app.jobs was dropped: recovery no longer covers it; adopt it"
+            " again if it comes back, or remove its entry (stuck-runs unadopt --table)"
+        ], (args, result.stderr)
+
+    # Its entry goes by the name it was adopted under, and the warning with it.
+    forgotten = run_cli("--database-url", url, "unadopt", "--table", "jobs")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert "jobs is no longer covered by recovery" in forgotten.stderr
+    with open_conn(url) as conn:
+        assert conn.execute(ENTRY).fetchall() == []
+    quiet = run_cli("--database-url", url, "recover")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+    # Nothing of that name left, adopted or not: a typo, said as a usage error.
+    again = run_cli("--database-url", url, "unadopt", "--table", "jobs")
+    assert again.returncode == 2, again.stderr
+    assert "there is no table 'jobs' in schema 'app'" in again.stderr
+
+
+def test_unadopt_forgets_a_dropped_table_whose_name_came_back_unadopted(empty_db_url):
+    url = adopted_jobs(empty_db_url)
+    with open_conn(url) as conn:
+        conn.execute(LOSES_COVERAGE["migrate reset"])
+    assert run_cli("--database-url", url, "recover").returncode == 1
+    forgotten = run_cli("--database-url", url, "unadopt", "--table", "app.jobs")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert "no longer covered" in forgotten.stderr, forgotten.stderr
+    with open_conn(url) as conn:
+        assert conn.execute(ENTRY).fetchall() == []
+    quiet = run_cli("--database-url", url, "recover")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
