@@ -186,7 +186,7 @@ def adopt_table(conn: psycopg.Connection, target: Target, plan: Plan) -> None:
     try:
         name = resolve(conn, target, plan.table)
     except BadOptionValue:
-        moved = _moved(conn, target, plan.table)
+        moved = _moved(conn, target, plan.table, plan.command)
         if moved is None:
             raise
         # The application re-mapped its table (Prisma's @@map): the start-up
@@ -247,10 +247,14 @@ JOIN wanted AS w ON (t.schema_name, t.relation_name) = (w.nsp, w.rel)
 """
 
 
-def _moved(conn: psycopg.Connection, target: Target, table: str) -> str | None:
+def _moved(
+    conn: psycopg.Connection, target: Target, table: str, command: str = "migrate"
+) -> str | None:
     """One line on a table `--adopt` names that is gone but was adopted; else None.
 
-    None (no evidence it was ever adopted: a typo) keeps the usage error.
+    None (no evidence it was ever adopted: a typo) keeps the usage error. The line it
+    proposes is the command that ran (`start` or `migrate`), so it can replace the
+    start-up line word for word.
     """
     try:
         row = conn.execute(_MOVED, {"app": target.app_schema, "name": table}).fetchone()
@@ -262,11 +266,11 @@ def _moved(conn: psycopg.Connection, target: Target, table: str) -> str | None:
     if renamed is not None:
         return (
             f"{table} was renamed to {renamed} and recovery still covers it; put the new name "
-            f"in the start-up line: {shlex.join(['stuck-runs', 'migrate', '--adopt', renamed])}"
+            f"in the start-up line: {shlex.join(['stuck-runs', command, '--adopt', renamed])}"
         )
     start = f"there is no table {table!r} in schema {schema!r} any more, and it was adopted"
     if candidates and len(candidates) == 1:
-        line = shlex.join(["stuck-runs", "migrate", "--adopt", candidates[0]])
+        line = shlex.join(["stuck-runs", command, "--adopt", candidates[0]])
         return (
             f"{start}: if the application renamed it (e.g. Prisma's @@map) to "
             f"{candidates[0]}, which recovery does not cover yet, put its new name in the "
@@ -275,5 +279,5 @@ def _moved(conn: psycopg.Connection, target: Target, table: str) -> str | None:
     return (
         f"{start}; recovery no longer covers it: if the application renamed it (e.g. "
         "Prisma's @@map), put its new name in the start-up line: "
-        "stuck-runs migrate --adopt NEW_NAME"
+        f"stuck-runs {command} --adopt NEW_NAME"
     )

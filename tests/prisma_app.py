@@ -25,7 +25,13 @@ PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
 README = PRISMA_DIR.parent.parent / "README.md"
 PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
 HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
-SNIPPETS = ("lib/prisma.ts", "instrumentation.ts", "app/api/qualify/recovery/route.ts")
+SNIPPETS = (
+    "prisma.config.ts",
+    "lib/prisma.ts",
+    "lib/progress.ts",
+    "instrumentation.ts",
+    "app/api/qualify/recovery/route.ts",
+)
 OFFLINE = {
     "PRISMA_SCHEMA_ENGINE_BINARY": "/bin/true",  # `prisma generate` would download it otherwise
     "CHECKPOINT_DISABLE": "1",  # no update check

@@ -23,7 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .helpers import open_conn, run_cli, with_query
+from .conftest import create_database, drop_database
+from .helpers import open_conn, run_cli, with_dbname, with_query
 from .prisma_app import (
     FENCE,
     OFFLINE,
@@ -57,6 +58,17 @@ def readme_index_line(text: str) -> str:
     ]
     assert len(lines) == 1, f"expected one @@index(..., where: raw(...)) line, found {lines}"
     return lines[0]
+
+
+def readme_block(text: str, lang: str, start: str) -> str:
+    """The one block of the README's Prisma section in `lang` that begins with `start`."""
+    blocks = [
+        code
+        for block_lang, code in FENCE.findall(prisma_section(text))
+        if block_lang == lang and code.startswith(start)
+    ]
+    assert len(blocks) == 1, f"expected one {lang} block starting {start!r}, found {blocks}"
+    return blocks[0]
 
 
 @pytest.fixture
@@ -285,13 +297,26 @@ def test_prisma_sees_no_drift_after_migrate_adopt(
     ]
 
 
-def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
-    project: Path, app_url: str, migrations: Path
-) -> None:
-    """The README's @@index line is what `prisma db pull` writes for the index adoption made;
-    with it and the migration the README describes, Prisma sees no drift either way."""
+def test_db_pull_brings_the_sweep_index_in_as_the_readme_says(project: Path, app_url: str) -> None:
+    """`prisma db pull` on the app's own schema.prisma (no preview feature) writes the README's
+    generator block, with `partialIndexes` turned on, and the README's @@index line."""
     migrate_adopt(app_url)
-    line = readme_index_line(readme_prisma_text())
+    text = readme_prisma_text()
+    pulled = engine(project, "pull", app_url, "schema.prisma").stdout
+    assert readme_block(text, "prisma", "generator client {") in pulled, pulled
+    assert readme_index_line(text) in [line.strip() for line in pulled.splitlines()], pulled
+
+
+def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
+    project: Path, app_url: str, migrations: Path, server_url: str
+) -> None:
+    """With the partialIndexes preview: the README's @@index line is what `prisma db pull`
+    writes for the index adoption made; with it, the README's initShadowDb (prisma.config.ts
+    is the README's) and its wrapping of the migration, Prisma sees no drift either way, on
+    the adopted database and on a new one where `prisma migrate deploy` runs first."""
+    migrate_adopt(app_url)
+    text = readme_prisma_text()
+    line = readme_index_line(text)
     (project / "partial.prisma").write_text(with_partial_indexes(schema_prisma(project)))
     pulled = engine(project, "pull", app_url, "partial.prisma").stdout
     assert line in [pulled_line.strip() for pulled_line in pulled.splitlines()]
@@ -299,26 +324,36 @@ def test_readme_partial_indexes_recipe_keeps_the_sweep_index(
     (project / "indexed.prisma").write_text(with_partial_indexes(schema_prisma(project), line))
     assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
 
-    # `prisma migrate dev --create-only`, then IF NOT EXISTS: the index may exist already.
-    assert "--create-only" in readme_prisma_text() and "IF NOT EXISTS" in readme_prisma_text()
+    # `prisma migrate dev --create-only`, then the README's wrapping of its CREATE INDEX.
+    assert "--create-only" in text
     created = engine(project, "next", app_url, "indexed.prisma", migrations).stdout
     [create_index] = statements(created)
     assert create_index.startswith(f'CREATE INDEX "{sweep_index(app_url)}" ON ')
+    wrapped = readme_block(text, "sql", "DO $$")
+    if_not_exists = create_index.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+    assert if_not_exists in [sql_line.strip() for sql_line in wrapped.splitlines()], wrapped
     (migrations / "1_stuck_runs_sweep_index").mkdir()
-    (migrations / "1_stuck_runs_sweep_index" / "migration.sql").write_text(
-        created.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ")
-    )
+    (migrations / "1_stuck_runs_sweep_index" / "migration.sql").write_text(wrapped)
     applied = engine(project, "deploy", app_url, "indexed.prisma", migrations).stdout
     assert applied.split() == ["1_stuck_runs_sweep_index"]
 
-    migrate_adopt(app_url)  # the next start
-    assert engine(project, "dev", app_url, "indexed.prisma", migrations).stdout == (
-        "createMigration\n"
-    )
-    for command in ("next", "history"):
-        result = engine(project, command, app_url, "indexed.prisma", migrations)
-        assert statements(result.stdout) == [], command
-    assert statements(engine(project, "drift", app_url, "indexed.prisma").stdout) == []
+    # A new database: Prisma's migrations first, stuck-runs not installed yet; then the start.
+    fresh_name = create_database(server_url)
+    try:
+        fresh = with_query(node_url(with_dbname(server_url, fresh_name)), schema="app")
+        applied = engine(project, "deploy", fresh, "indexed.prisma", migrations).stdout
+        assert applied.split() == ["0_init", "1_stuck_runs_sweep_index"]
+        for url in (app_url, fresh):
+            migrate_adopt(url)  # the next start
+            assert engine(project, "dev", url, "indexed.prisma", migrations).stdout == (
+                "createMigration\n"
+            )
+            for command in ("next", "history"):
+                result = engine(project, command, url, "indexed.prisma", migrations)
+                assert statements(result.stdout) == [], command
+            assert statements(engine(project, "drift", url, "indexed.prisma").stdout) == []
+    finally:
+        drop_database(server_url, fresh_name)
 
 
 def test_readme_prestart_line_migrates_prisma_first() -> None:
@@ -336,9 +371,11 @@ def test_readme_prestart_line_migrates_prisma_first() -> None:
 
 
 def test_committed_lib_prisma_is_the_readmes() -> None:
-    """tests/prisma runs by hand with the same lib/prisma.ts as the README's."""
+    """tests/prisma runs by hand with the same lib/prisma.ts and prisma.config.ts as the
+    README's."""
     snippets = typescript_snippets(readme_prisma_text())
     assert (PRISMA_DIR / "lib" / "prisma.ts").read_text() == snippets["lib/prisma.ts"]
+    assert (PRISMA_DIR / "prisma.config.ts").read_text() == snippets["prisma.config.ts"]
 
 
 def test_readme_instrumentation_never_blocks_start_up_on_a_hung_database(project: Path) -> None:
@@ -392,3 +429,74 @@ def test_readme_instrumentation_never_blocks_start_up_on_a_hung_database(project
         "no answer within 10 s",
     ), stderr
     assert secret not in stderr
+
+
+# Writes a worker could make to report progress on a run idle for an hour, through the README's
+# lib/progress.ts and the client; what each does to updatedAt decides whether it stays alive.
+PROGRESS_WRITES = """
+import { prisma } from "@/lib/prisma";
+import { reportProgress, reportProgressRaw } from "@/lib/progress";
+
+await reportProgress("client-field", 4);
+await prisma.qualificationRun.update({ where: { id: "client-same" }, data: { processedProspects: 3 } });
+await prisma.qualificationRun.updateMany({ where: { id: "client-many" }, data: { processedProspects: 4 } });
+await prisma.qualificationRun.upsert({
+  where: { id: "client-upsert" },
+  update: { processedProspects: 4 },
+  create: {},
+});
+await prisma.qualificationRun.update({ where: { id: "client-empty" }, data: {} });
+await reportProgressRaw("raw-readme", 4);
+await prisma.$executeRaw`UPDATE app.qualification_runs SET "processedProspects" = ${4} WHERE id = ${"raw-bare"}`;
+
+// An app server whose clock runs an hour behind the database's: Prisma takes @updatedAt from it.
+const RealDate = Date;
+const skew = -3_600_000;
+globalThis.Date = class extends RealDate {
+  constructor(...args: unknown[]) {
+    if (args.length === 0) super(RealDate.now() + skew);
+    else super(...(args as [string]));
+  }
+  static now() {
+    return RealDate.now() + skew;
+  }
+} as DateConstructor;
+await reportProgress("client-skewed", 4);
+await prisma.$disconnect();
+"""
+
+
+def test_readme_progress_writes_are_signs_of_life_and_others_are_not(
+    project: Path, app_url: str
+) -> None:
+    """What the README says bumps @updatedAt does, with the real client; what it says does not
+    (update with empty data, $executeRaw without updatedAt, an app clock behind the
+    database's) leaves a working run looking idle, and recovery takes it for stuck.
+
+    The database's TimeZone is New York, so a raw `now()` into Prisma's UTC timestamp(3)
+    would be hours off: the README's `now() AT TIME ZONE 'UTC'` is what keeps the run alive.
+    """
+    migrate_adopt(app_url)
+    alive = {"client-field", "client-same", "client-many", "client-upsert", "raw-readme"}
+    idle = {"client-empty", "raw-bare", "client-skewed"}
+    with open_conn(app_url) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE \"{database}\" SET TimeZone = 'America/New_York'")
+        for run_id in alive | idle:
+            seed(conn, run_id, "PROCESSING", "1 hour")
+    (project / "progress-writes.ts").write_text(PROGRESS_WRITES)
+    node(project, "tsx", "progress-writes.ts", env={"DATABASE_URL": app_url})
+
+    recovered = run_cli("--database-url", app_url, "recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    with open_conn(app_url) as conn:
+        progress = dict(
+            conn.execute('SELECT id, "processedProspects" FROM app.qualification_runs').fetchall()
+        )
+        assert statuses(conn) == {run_id: "PROCESSING" for run_id in alive} | {
+            run_id: "FAILED" for run_id in idle
+        }
+    # The progress itself was written everywhere but the empty update.
+    assert progress == {run_id: 3 for run_id in ("client-same", "client-empty")} | {
+        run_id: 4 for run_id in (alive | idle) - {"client-same", "client-empty"}
+    }

@@ -1,7 +1,16 @@
-// Prisma 7 reads the datasource URL here, not from schema.prisma.
 import { defineConfig, env } from "prisma/config";
 
 export default defineConfig({
   schema: "schema.prisma",
   datasource: { url: env("DATABASE_URL") },
+  experimental: { externalTables: true }, // Prisma 7 accepts initShadowDb only with it
+  migrations: {
+    // Only with the partialIndexes preview: the function the sweep index's predicate calls,
+    // for the shadow database `prisma migrate dev` replays the migrations in.
+    initShadowDb: `
+      CREATE SCHEMA IF NOT EXISTS stuck_runs;
+      CREATE OR REPLACE FUNCTION stuck_runs.stuck_runs_label(anyenum) RETURNS text
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS 'SELECT pg_catalog.textin(pg_catalog.enum_out($1))';`,
+  },
 });

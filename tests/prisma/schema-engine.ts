@@ -18,11 +18,16 @@
  *   drift    from the live database to SCHEMA_FILE (`migrate diff --from-config-datasource
  *            --to-schema --script`); no statement: no drift
  *   pull     the schema `prisma db pull --print` would write
+ *   reset    `prisma migrate reset` (without seeding): reset the database, then apply
+ *            MIGRATIONS_DIR's migrations
+ *   push     `prisma db push --force-reset`: reset the database, then push SCHEMA_FILE
  *
- * The database is DATABASE_URL; its ?schema= names the app's schema, as for the client.
+ * The database is DATABASE_URL; its ?schema= names the app's schema, as for the client. The
+ * shadow database runs prisma.config.ts's `migrations.initShadowDb` first, as the CLI's does.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { bindMigrationAwareSqlAdapterFactory, ColumnTypeEnum } from "@prisma/driver-adapter-utils";
 import * as glue from "@prisma/schema-engine-wasm/schema_engine_bg";
@@ -44,6 +49,7 @@ glue.__wbg_set_wasm(instance.exports);
 (instance.exports.__wbindgen_start as () => void)();
 
 const [command, schemaFile, migrationsDir] = process.argv.slice(2);
+const config = (await import(pathToFileURL(resolve("prisma.config.ts")).href)).default;
 const url = process.env.DATABASE_URL!;
 const schema = new URL(url).searchParams.get("schema") ?? "public";
 
@@ -59,6 +65,7 @@ function poolOn(database?: string): pg.Pool {
  * column of type "char" (OID 18, such as pg_class.relkind), which the engine's catalog queries
  * read: such columns are passed on as Character. Its shadow database (for migrations) would
  * connect to the main database again, as pg lets the connection string win over `database`.
+ * Scripts (migrations, initShadowDb) run whole, as the native engine runs them.
  */
 class PrismaPgForSchemaEngine extends PrismaPg {
   constructor(private pool: pg.Pool) {
@@ -69,9 +76,20 @@ class PrismaPgForSchemaEngine extends PrismaPg {
     // performIO and queryRaw are internals of adapter-pg 7.10 (pinned in package.json)
     const adapter: any = await super.connect();
     const { performIO, queryRaw } = adapter;
+    // adapter-pg 7.10 splits a script at every ";", a DO block's included; the native engine
+    // sends a migration whole, as one simple query: so does this.
+    adapter.executeScript = async (script: string) => {
+      try {
+        await this.pool.query(script);
+      } catch (error) {
+        adapter.onError(error);
+      }
+    };
     const charColumns = new WeakMap<object, number[]>(); // keyed by the rows queryRaw passes on
     adapter.performIO = async (query: unknown) => {
       const result = await performIO.call(adapter, query);
+      // A script of several statements (initShadowDb) comes back as one result per statement.
+      if (Array.isArray(result)) return result;
       const found: number[] = [];
       result.fields.forEach((field: { dataTypeID: number }, i: number) => {
         if (field.dataTypeID === 18) {
@@ -114,7 +132,7 @@ function migrations() {
   return {
     baseDir: migrationsDir,
     lockfile: { path: "migration_lock.toml", content: 'provider = "postgresql"\n' },
-    shadowDbInitScript: "",
+    shadowDbInitScript: config.migrations?.initShadowDb ?? "",
     migrationDirectories: dirs.sort().map((d) => ({
       path: d,
       migrationFile: {
@@ -165,6 +183,19 @@ try {
       namespaces: null,
     });
     process.stdout.write(pulled.schema.files.map((f) => f.content).join("\n"));
+  } else if (command === "reset") {
+    // What the CLI's `migrate reset` calls (its MigrateReset: reset, then applyMigrations).
+    await engine.reset({ filter: filters });
+    const applied = await engine.applyMigrations({ migrationsList: migrations(), filters });
+    console.log(applied.appliedMigrationNames.join("\n"));
+  } else if (command === "push") {
+    // What the CLI's `db push --force-reset` calls: reset, then schemaPush without force.
+    await engine.reset({ filter: filters });
+    const pushed = await engine.schemaPush({ force: false, schema: { files }, filters });
+    if (pushed.unexecutable.length || pushed.warnings.length) {
+      throw new Error(`db push stopped: ${[...pushed.unexecutable, ...pushed.warnings]}`);
+    }
+    console.log(`${pushed.executedSteps} steps`);
   } else {
     throw new Error(`unknown command ${command}`);
   }
