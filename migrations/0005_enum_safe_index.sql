@@ -394,12 +394,12 @@ BEGIN
     -- --no-acl drops the grants), and only the schema's owner may.
     IF NOT (SELECT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
             FROM pg_catalog.pg_namespace AS n WHERE n.oid OPERATOR(pg_catalog.=) schema::regnamespace) THEN
-        IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+        IF NOT pg_catalog.has_schema_privilege('public', schema::regnamespace::oid, 'USAGE') THEN
             RAISE NOTICE 'stuck-runs: the owner of schema % should run: GRANT USAGE ON SCHEMA % TO PUBLIC (sweeps of tables other roles own name stuck_runs_label() there)', schema, schema;
         END IF;
         RETURN;
     END IF;
-    IF NOT pg_catalog.has_schema_privilege('public', schema, 'USAGE') THEN
+    IF NOT pg_catalog.has_schema_privilege('public', schema::regnamespace::oid, 'USAGE') THEN
         EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO PUBLIC', schema);
     END IF;
     FOR fn IN

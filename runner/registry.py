@@ -287,8 +287,9 @@ def build_missing_indexes(
             conn.execute(ddl)
         except psycopg.errors.QueryCanceled:
             failed.add(table_name)
+            done = "built" if ddl.startswith("CREATE") else "replaced"
             warn(
-                f"the sweep index of {table_name} was not {'built' if ddl.startswith('CREATE') else 'replaced'}"
+                f"the sweep index of {table_name} was not {done}"
                 f" within {timeout:g} s (an older open transaction on the table holds CONCURRENTLY "
                 "back); sweeps work without it, only slower, and the next `stuck-runs migrate` or "
                 "`start` takes it up again"

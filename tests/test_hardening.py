@@ -14,7 +14,11 @@ from .helpers import explain_sweep, insert_run, open_conn
 OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'stuck_runs'::regnamespace"
 # Called by sweep indexes' predicates at every write of an application's table, by whoever
 # writes: executable by everyone, nothing pinned, bodies that name only pg_catalog.
-INDEX_FUNCTIONS = {"stuck_runs_label(anyenum)", "stuck_runs_label(text)"}
+INDEX_FUNCTIONS = {
+    "stuck_runs_label(anyenum)",
+    "stuck_runs_label(text)",
+    "stuck_runs_label(character varying)",
+}
 
 
 def test_every_function_pins_search_path_with_pg_temp_last(conn):
@@ -52,6 +56,7 @@ def test_index_functions_name_nothing_outside_pg_catalog(conn):
     assert bodies == {
         "stuck_runs_label(anyenum)": "SELECT pg_catalog.textin(pg_catalog.enum_out($1))",
         "stuck_runs_label(text)": "SELECT $1",
+        "stuck_runs_label(character varying)": "SELECT $1::pg_catalog.text",
     }
 
 
