@@ -49,6 +49,8 @@ _HINTS = {
     "25006": "the server is a read-only standby; run recovery against the primary",
 }
 _BARE_NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+# A unit word (minutes, P1D, 1e3 which PostgreSQL refuses itself) or hh:mm[:ss].
+_UNIT = re.compile(r"[A-Za-z:]")
 
 
 class BadOptionValue(Exception):
@@ -232,6 +234,9 @@ def interval_option(ctx: click.Context, param: click.Parameter, value: str | Non
         raise click.BadParameter(
             f"{value!r} is not a positive interval with a unit: write e.g. '15 minutes'"
         )
+    if value is not None and value.strip() and not _UNIT.search(value):
+        # '@ 30', '+30 ': PostgreSQL reads a number without a unit as seconds.
+        raise click.BadParameter(f"{value!r} has no unit: write e.g. '15 minutes'")
     return value
 
 

@@ -159,6 +159,12 @@ def install(
         # A restore with --no-acl drops the grants that let other owners' sweeps
         # and writes call stuck_runs_label(); migrate is where they come back.
         conn.execute("SELECT _stuck_runs_share_label()")
+        superseded = conn.execute("SELECT _stuck_runs_forget_superseded()").fetchone()
+        if superseded and superseded[0]:
+            note(
+                f"removed {superseded[0]} registry entry(ies) of dropped tables whose name a "
+                "registered table bears now"
+            )
         print_notices(conn, skip=(INDEX_NOTICE,) if plan.table else ())
         if plan.table:
             adopt_table(conn, target, plan)

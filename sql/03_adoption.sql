@@ -227,6 +227,13 @@ BEGIN
         RAISE EXCEPTION 'stuck-runs: only the owner of % may register it for recovery', NEW.table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- The name it is known by once dropped is the table's own, whatever the
+    -- statement said: an entry relabelled as another table would warn about
+    -- it, flip the runner's exit status, and let its writer forget that
+    -- table's real entry.
+    SELECT n.nspname, c.relname INTO NEW.schema_name, NEW.relation_name
+    FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE c.oid OPERATOR(pg_catalog.=) NEW.table_name;
     -- Who registered it: an entry stays in force only while that role could
     -- still adopt the table (_stuck_runs_covered), whoever owns it later.
     NEW.adopted_by := (SELECT r.oid FROM pg_catalog.pg_roles AS r
@@ -536,13 +543,42 @@ BEGIN
     DELETE FROM stuck_runs_tables AS t
     WHERE t.schema_name OPERATOR(pg_catalog.=) dropped_schema
       AND t.relation_name OPERATOR(pg_catalog.=) dropped_name
-      AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name);
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+      -- Another role's entry under the same name is left, not an error that
+      -- would keep the caller from removing its own.
+      AND _stuck_runs_may_forget(t);
     GET DIAGNOSTICS forgotten = ROW_COUNT;
     RETURN forgotten;
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_forget(text, text) IS
     'Removes the entry of a dropped table, named by the schema and name it was adopted under (what `stuck-runs unadopt --table NAME` calls for a table that is gone); returns how many entries went. Only the role that adopted it (or the registry''s owner) may.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_forget_superseded() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    forgotten integer;
+BEGIN
+    -- The entry of a dropped table whose name a registered table bears now
+    -- (renamed away and dropped later, while a new table took the name and was
+    -- adopted) can never cover anything again, and `unadopt --table NAME`
+    -- would take the live table out too. `stuck-runs migrate` removes it, for
+    -- the roles that may.
+    DELETE FROM stuck_runs_tables AS t
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+      AND EXISTS (SELECT FROM stuck_runs_tables AS u
+                  JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) u.table_name
+                  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name
+                    AND c.relname OPERATOR(pg_catalog.=) t.relation_name)
+      AND _stuck_runs_may_forget(t);
+    GET DIAGNOSTICS forgotten = ROW_COUNT;
+    RETURN forgotten;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_forget_superseded() IS
+    'Removes the entries of dropped tables whose name a registered table bears now (for the roles that may): they can never cover anything again.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_resolve_table(name text, app_schema text) RETURNS regclass
 LANGUAGE sql STABLE
@@ -564,6 +600,13 @@ CREATE OR REPLACE FUNCTION _stuck_runs_mapping_problem(t stuck_runs_tables) RETU
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE
+        WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+             AND EXISTS (SELECT FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                         WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relname OPERATOR(pg_catalog.=) t.relation_name
+                           AND c.relkind IN ('r', 'p')
+                           AND EXISTS (SELECT FROM stuck_runs_tables AS u WHERE u.table_name OPERATOR(pg_catalog.=) c.oid))
+        THEN pg_catalog.format('an earlier table named %I.%I was dropped; the table of that name now is registered on its own, and `stuck-runs migrate` (or `start`) removes the old entry',
+                    t.schema_name, t.relation_name)
         WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
              AND EXISTS (SELECT FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
                          WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name AND c.relname OPERATOR(pg_catalog.=) t.relation_name
