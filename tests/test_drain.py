@@ -1,0 +1,234 @@
+"""A backlog drains in batches that commit: drain_stuck_runs() and the pg_cron job (issue 24).
+
+The job used to be one `SELECT * FROM recover_stuck_runs()`: one transaction
+for the whole backlog, whose failure (an array limit at 9M runs, a row a
+trigger refuses) left every run stuck and ended in a WARNING, which pg_cron
+counts as a success. Small sizes and no timing here: what is proved is which
+batches stay recovered when a later one fails, and that a sweep that fails
+ends in an ERROR (what cron.job_run_details records as failed).
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from .helpers import PRISMA_DDL, TABLE, insert_run, open_conn, prisma_run
+
+# Refuses recovery of one run: the batch that reaches it fails as a whole.
+POISON = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id LIKE 'poison%' AND NEW.status = 'FAILED' THEN
+        RAISE EXCEPTION 'poisoned run %', NEW.id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE UPDATE ON stuck_runs.qualification_runs
+    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+
+
+def stuck_runs(conn: psycopg.Connection, n: int, idle: str = "2 hours") -> list[str]:
+    return [insert_run(conn, "PROCESSING", idle=idle) for _ in range(n)]
+
+
+def job_statement(conn: psycopg.Connection, older_than: str | None = None) -> str:
+    return conn.execute("SELECT stuck_runs_job_sql(%s::text)", (older_than,)).fetchone()[0]
+
+
+def count(conn: psycopg.Connection, status: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM qualification_runs WHERE status = %s", (status,)
+    ).fetchone()[0]
+
+
+def notices_of(conn: psycopg.Connection) -> list[str]:
+    seen: list[str] = []
+    conn.add_notice_handler(lambda d: seen.append(d.message_primary or ""))
+    return seen
+
+
+def test_the_job_drains_in_batches_and_says_what_it_did(db_url):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 25)
+        recent = insert_run(conn, "PROCESSING", idle="1 minute")
+        notices = notices_of(conn)
+        conn.execute("CALL drain_stuck_runs('5 minutes', 10)")
+        assert count(conn, "FAILED") == 25
+        assert conn.execute(
+            "SELECT status FROM qualification_runs WHERE id = %s", (recent,)
+        ).fetchone() == ("PROCESSING",)
+        assert conn.execute("SELECT count(*) FROM run_recoveries").fetchone()[0] == 25
+        assert (
+            "recovered 25 run(s) (0 requeued) in 3 batch(es) of at most 10; 0 remain"
+            in (notices[-1])
+        )
+
+
+def test_every_batch_commits_before_the_next(db_url):
+    """Three batches, three transactions: each has its own xid, and one NOTIFY each."""
+    with open_conn(db_url) as conn, open_conn(db_url) as listener:
+        stuck_runs(conn, 25)
+        listener.execute("LISTEN stuck_runs_recovered")
+        conn.execute("CALL drain_stuck_runs('5 minutes', 10)")
+        xids = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM qualification_runs WHERE status = 'FAILED'"
+        ).fetchone()[0]
+        assert xids == 3
+        counts = [
+            json.loads(n.payload)["count"] for n in listener.notifies(timeout=1, stop_after=3)
+        ]
+        assert counts == [10, 10, 5]
+
+
+def test_a_failed_batch_leaves_the_committed_ones_recovered_and_is_an_error(db_url):
+    """The poisoned run is the least idle: two full batches commit, the third fails."""
+    with open_conn(db_url) as conn:
+        conn.execute(POISON)
+        early = stuck_runs(conn, 25, idle="3 hours")
+        insert_run(conn, "PROCESSING", idle="2 hours", run_id="poison-1")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as raised:
+            conn.execute("CALL drain_stuck_runs('5 minutes', 10)")
+        message = raised.value.diag.message_primary or ""
+        assert "1 table(s) could not be swept" in message
+        assert "qualification_runs (poisoned run poison-1)" in message
+        assert "20 run(s) recovered and committed, 6 remain" in message
+        failed = {
+            r[0] for r in conn.execute("SELECT id FROM qualification_runs WHERE status = 'FAILED'")
+        }
+        # The oldest 20, in two committed batches; the batch with the poison rolled back.
+        assert len(failed) == 20 and failed <= set(early)
+        assert conn.execute("SELECT count(*) FROM run_recoveries").fetchone()[0] == 20
+
+
+def test_the_job_statement_is_an_error_when_a_table_cannot_be_swept(db_url):
+    """What pg_cron runs: the other table is recovered and committed, and the statement fails.
+
+    Before: `SELECT * FROM recover_stuck_runs(...)` returned the other table's
+    run with a WARNING, and pg_cron recorded the job as succeeded.
+    """
+    with open_conn(db_url) as conn:
+        conn.execute(POISON)
+        conn.execute(PRISMA_DDL)
+        conn.execute(
+            "SELECT adopt_runs_table(%s::regclass, created_at_column => 'createdAt',"
+            " updated_at_column => 'updatedAt', completed_at_column => 'completedAt',"
+            " error_column => 'errorMessage', completed_column => 'processedProspects',"
+            " total_column => 'totalProspects')",
+            (TABLE,),
+        )
+        prisma_run(conn, "ckgood", "PROCESSING", "1 hour")
+        insert_run(conn, "PROCESSING", idle="1 hour", run_id="poison-2")
+        statement = job_statement(conn)
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute(statement)
+        assert "could not be swept" in str(raised.value)
+        assert conn.execute('SELECT status::text FROM "QualificationRun"').fetchone() == ("FAILED",)
+        assert count(conn, "PROCESSING") == 1
+
+
+def test_the_time_budget_stops_between_batches_and_says_what_remains(db_url):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 12)
+        notices = notices_of(conn)
+        conn.execute("CALL drain_stuck_runs('5 minutes', 5, '1 microsecond')")
+        assert count(conn, "FAILED") == 5
+        assert (
+            "recovered 5 run(s) (0 requeued) in 1 batch(es) of at most 5; 7 remain" in (notices[-1])
+        )
+        assert "stopped at the time budget" in notices[-1]
+        conn.execute("CALL drain_stuck_runs('5 minutes', 5, NULL)")  # no budget: until done
+        assert count(conn, "FAILED") == 12
+
+
+def test_requeues_are_counted(db_url):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 3)
+        notices = notices_of(conn)
+        conn.execute("CALL drain_stuck_runs('5 minutes', 2, max_attempts => 1)")
+        assert count(conn, "PENDING") == 3
+        assert "recovered 3 run(s) (3 requeued) in 2 batch(es)" in notices[-1]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ("'-5 minutes'::interval", "older_than"),
+        ("NULL::interval", "older_than"),
+        ("'5 minutes', 0", "batch_size"),
+        ("'5 minutes', NULL::integer", "batch_size"),
+        ("'5 minutes', 10, '0 seconds'", "time_budget"),
+        ("'5 minutes', 10, '45 seconds', -1", "max_attempts"),
+        ("'5 minutes', 10, '45 seconds', NULL, 'no_such_schema'", "home"),
+    ],
+)
+def test_invalid_parameters_are_22023_and_change_nothing(db_url, arguments, named):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 2)
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=named):
+            conn.execute(f"CALL drain_stuck_runs({arguments})")
+        assert count(conn, "FAILED") == 0
+
+
+def test_inside_a_transaction_block_it_refuses_and_commits_nothing(db_url):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 3)
+        with pytest.raises(psycopg.errors.InvalidTransactionTermination), conn.transaction():
+            conn.execute("CALL drain_stuck_runs('5 minutes', 2)")
+        assert count(conn, "FAILED") == 0
+
+
+def test_planted_objects_on_the_callers_path_are_never_called(db_url):
+    """No SET clause (it would forbid COMMIT): the body must name everything itself."""
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 3)
+        conn.execute("CREATE SEQUENCE public.trojan_calls")
+        for signature in (
+            "recover_stuck_runs(interval, integer, integer)",
+            "_stuck_runs_count_stuck(interval, integer)",
+            "_stuck_runs_threshold()",
+            "_stuck_runs_schema()",
+        ):
+            returns = {
+                "recover_stuck_runs": "SETOF stuck_runs.stuck_runs_recovered_run",
+                "_stuck_runs_count_stuck": "bigint",
+                "_stuck_runs_threshold": "interval",
+                "_stuck_runs_schema": "text",
+            }[signature.split("(")[0]]
+            conn.execute(
+                f"CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM nextval('public.trojan_calls'); RETURN; END $$"
+                if returns.startswith("SETOF")
+                else f"CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM nextval('public.trojan_calls'); RETURN NULL; END $$"
+            )
+        statement = job_statement(conn)
+        conn.execute("SET search_path = public")
+        conn.execute(statement)
+        conn.execute("CALL stuck_runs.drain_stuck_runs()")
+        conn.execute("SET search_path = public, stuck_runs")
+        assert count(conn, "FAILED") == 3
+        called = conn.execute(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.trojan_calls"
+        ).fetchone()[0]
+        assert called == 0
+
+
+def test_the_procedure_is_not_public_and_the_grants_cover_it(conn):
+    procedure = "stuck_runs.drain_stuck_runs(interval, integer, interval, integer, text)"
+    assert conn.execute(
+        "SELECT has_function_privilege('public', %s, 'EXECUTE')", (procedure,)
+    ).fetchone() == (False,)
+    conn.execute("CREATE ROLE drainer")
+    try:
+        for (grant,) in conn.execute("SELECT * FROM stuck_runs_grant_sql('drainer')").fetchall():
+            conn.execute(grant)
+        assert conn.execute(
+            "SELECT has_function_privilege('drainer', %s, 'EXECUTE')", (procedure,)
+        ).fetchone() == (True,)
+    finally:
+        conn.execute("DROP OWNED BY drainer")
+        conn.execute("DROP ROLE drainer")
