@@ -39,6 +39,15 @@ ACTIVE_LINES_SHOWN = 20
 LEAST_BATCH_SECONDS = 0.2
 # Rows of one batch kept in memory before the spool moves to a temporary file.
 _SPOOL_BYTES = 4 * 1024 * 1024
+# `recover`'s transactions hold at most this many runs unless --batch-size says
+# otherwise: each one's memory, locks and time are those of a batch, whatever
+# the backlog (one transaction for 9M runs hit PostgreSQL's array limit).
+DEFAULT_BATCH_SIZE = 5000
+# What remains after a bound stopped recovery is counted up to this many runs
+# per table ("at least N"): saying it must not cost as much as the backlog.
+REMAINING_CAP = 100_000
+# Counting what remains is only tried with at least this much of the bound left.
+_LEAST_COUNT_SECONDS = 0.05
 
 _CHECKS = """
 SELECT pg_catalog.pg_is_in_recovery() AS standby,
@@ -75,6 +84,10 @@ class Outcome:
     count: int = 0
     requeued: int = 0
     backlog: bool = False
+    # How many stuck runs a bound left behind (None: not counted), and whether
+    # that is only a lower bound (REMAINING_CAP reached).
+    remaining: int | None = None
+    remaining_capped: bool = False
     table_faults: int = 0
     # Rows the open transaction returned (not committed yet), and rows of
     # transactions that did not commit: never shown, never counted as recovered.
@@ -93,6 +106,13 @@ class Outcome:
         return f"{self.count} run(s) recovered and committed before that" + (
             f"; {lost} more were returned but not committed, so not recovered" if lost else ""
         )
+
+    def left_behind(self) -> str:
+        """What a bound left behind: counted when there was time to count it."""
+        if self.remaining is None:
+            return "a backlog remains"
+        at_least = "at least " if self.remaining_capped else ""
+        return f"a backlog remains: {at_least}{self.remaining} stuck run(s)"
 
     def split(self) -> str:
         if not self.requeued:
@@ -199,6 +219,7 @@ def recover_into(
                     timeout = min(timeout, left())
                     if timeout < LEAST_BATCH_SECONDS:
                         outcome.backlog = True
+                        _count_remaining(conn, target, request, outcome, timeout)
                         return
             try:
                 taken = _one_batch(conn, target, call, request, timeout, outcome)
@@ -210,8 +231,49 @@ def recover_into(
             on_commit()
             if not batches:
                 return
-            if taken < call["max_runs"] or outcome.count == request.max_runs:
+            if taken < call["max_runs"]:
                 return
+            if outcome.count == request.max_runs:
+                outcome.backlog = True  # --limit stopped it
+                _count_remaining(
+                    conn,
+                    target,
+                    request,
+                    outcome,
+                    request.statement_timeout if left is None else left(),
+                )
+                return
+
+
+def _count_remaining(
+    conn: psycopg.Connection,
+    target: Target,
+    request: Request,
+    outcome: Outcome,
+    timeout: float,
+) -> None:
+    """Say how many stuck runs a bound left, if that fits in what is left of it.
+
+    Counted up to REMAINING_CAP per table. Any failure (no time, an install
+    without the function, a timeout) leaves it uncounted: "a backlog remains".
+    """
+    if timeout < _LEAST_COUNT_SECONDS:
+        return
+    threshold = (
+        "_stuck_runs_threshold()" if request.older_than is None else "%(older_than)s::interval"
+    )
+    try:
+        with pinned(conn, target, timeout):
+            row = conn.execute(
+                "SELECT CASE WHEN pg_catalog.to_regproc('_stuck_runs_count_stuck') IS NOT NULL"
+                f" THEN _stuck_runs_count_stuck({threshold}, %(cap)s::integer) END AS remaining",
+                {"older_than": request.older_than, "cap": REMAINING_CAP},
+            ).fetchone()
+    except psycopg.Error:
+        return
+    if row is not None and row["remaining"] is not None:
+        outcome.remaining = row["remaining"]
+        outcome.remaining_capped = row["remaining"] >= REMAINING_CAP
 
 
 def _one_batch(
@@ -272,10 +334,15 @@ def closing_line(outcome: Outcome, request: Request, budget: float) -> None:
             f"dry run: {outcome.count} run(s) would be recovered{outcome.split()}; "
             "nothing was changed"
         )
+    elif outcome.backlog and request.max_runs is not None and outcome.count == request.max_runs:
+        note(
+            f"Recovered {outcome.count} stuck run(s){outcome.split()}, the --limit; "
+            f"{outcome.left_behind()} for the next run"
+        )
     elif outcome.backlog:
         note(
             f"Recovered {outcome.count} stuck run(s){outcome.split()} within the start-up bound "
-            f"of {budget:g} s; a backlog remains for the next run"
+            f"of {budget:g} s; {outcome.left_behind()} for the next run"
         )
     elif outcome.count:
         note(f"Recovered {outcome.count} stuck run(s){outcome.split()}")

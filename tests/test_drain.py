@@ -15,7 +15,9 @@ import json
 import psycopg
 import pytest
 
-from .helpers import PRISMA_DDL, TABLE, insert_run, open_conn, prisma_run
+from runner.sweep import DEFAULT_BATCH_SIZE
+
+from .helpers import PRISMA_DDL, TABLE, cli, insert_run, open_conn, prisma_run
 
 # Refuses recovery of one run: the batch that reaches it fails as a whole.
 POISON = """
@@ -232,3 +234,57 @@ def test_the_procedure_is_not_public_and_the_grants_cover_it(conn):
     finally:
         conn.execute("DROP OWNED BY drainer")
         conn.execute("DROP ROLE drainer")
+
+
+# The runner: `recover` batches by default, prints only what committed, and says
+# how many remain when a bound stops it.
+
+
+def test_recover_batches_by_default(db_url):
+    """One more run than a default batch: two transactions (before: one, for any backlog)."""
+    with open_conn(db_url) as conn:
+        conn.execute(
+            "INSERT INTO qualification_runs (id, status, created_at, updated_at)"
+            " SELECT 'bulk-' || i, 'PROCESSING', now() - interval '2 hours',"
+            "        now() - interval '2 hours'"
+            " FROM generate_series(1, %s) AS i",
+            (DEFAULT_BATCH_SIZE + 1,),
+        )
+        result = cli("--database-url", db_url, "recover", "--json")
+        assert result.exit_code == 0, result.stderr
+        assert len(result.stdout.splitlines()) == DEFAULT_BATCH_SIZE + 1
+        assert conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM qualification_runs WHERE status = 'FAILED'"
+        ).fetchone() == (2,)
+
+
+def test_recover_prints_only_committed_batches_and_fails_on_the_poisoned_one(db_url):
+    with open_conn(db_url) as conn:
+        conn.execute(POISON)
+        early = stuck_runs(conn, 25, idle="3 hours")
+        insert_run(conn, "PROCESSING", idle="2 hours", run_id="poison-3")
+        result = cli("--database-url", db_url, "recover", "--batch-size", "10", "--json")
+        assert result.exit_code == 1, result.stderr
+        printed = [json.loads(line)["run_id"] for line in result.stdout.splitlines()]
+        failed = {
+            r[0] for r in conn.execute("SELECT id FROM qualification_runs WHERE status = 'FAILED'")
+        }
+        assert len(printed) == 20 and set(printed) == failed and failed <= set(early)
+        assert "Recovered 20 stuck run(s)" in result.stderr
+        assert "poisoned run poison-3" in result.stderr
+        assert "1 table(s) could not be swept" in result.stderr
+
+
+def test_recover_says_how_many_remain_when_the_limit_stops_it(db_url):
+    with open_conn(db_url) as conn:
+        stuck_runs(conn, 5)
+        result = cli(
+            "--database-url", db_url, "recover", "--batch-size", "2", "--limit", "3", "--json"
+        )
+        assert result.exit_code == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 3
+        assert (
+            "Recovered 3 stuck run(s), the --limit; a backlog remains: 2 stuck run(s)"
+            in result.stderr
+        )
+        assert count(conn, "FAILED") == 3
