@@ -11,6 +11,9 @@ ends in an ERROR (what cron.job_run_details records as failed).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -288,3 +291,26 @@ def test_recover_says_how_many_remain_when_the_limit_stops_it(db_url):
             in result.stderr
         )
         assert count(conn, "FAILED") == 3
+
+
+def test_the_drain_benchmark_runs(server_url: str) -> None:
+    """tests/perf/bench_drain.py at a tiny size: it must keep running, not judge figures."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.perf.bench_drain",
+            "--size",
+            "300",
+            "--database-url",
+            server_url,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| Drain | pg_cron statement, run in a loop: runs recovered, 300 stuck" in done.stdout
+    assert "runner `recover` (default batch size): runs recovered" in done.stdout
+    assert server_url not in done.stdout
