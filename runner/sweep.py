@@ -37,6 +37,8 @@ from .context import (
 ACTIVE_LINES_SHOWN = 20
 # Under a start-up bound, a batch is not started with less than this left of it.
 LEAST_BATCH_SECONDS = 0.2
+# Rows fetched per round trip from a batch's cursor.
+_FETCH_ROWS = 2000
 # Rows of one batch kept in memory before the spool moves to a temporary file.
 _SPOOL_BYTES = 4 * 1024 * 1024
 # `recover`'s transactions hold at most this many runs unless --batch-size says
@@ -297,6 +299,9 @@ def _one_batch(
                 option_values(_PARAMETER_OPTIONS),
                 conn.cursor(name="stuck_runs_recovered") as cur,
             ):
+                # A batch's rows come over in a few round trips, not one per
+                # 100 rows (psycopg's default): a backlog is many batches.
+                cur.itersize = _FETCH_ROWS
                 cur.execute(_recover_call(request.older_than), call)
                 for row in cur:
                     taken += 1

@@ -147,10 +147,15 @@ def drain_job(url: str, conn: psycopg.Connection) -> Drain:
         remains: list[str] = []
         worker.add_notice_handler(lambda d: remains.append(d.message_primary or ""))
         began = time.perf_counter()
+        done = 0
         while True:
             worker.execute(statement)
             calls += 1
             if remains and remains[-1].endswith("; 0 remain"):
+                break
+            # A statement that says nothing (an older job) stops when it gains nothing.
+            before, done = done, recovered_count(conn)
+            if done == before:
                 break
         seconds = time.perf_counter() - began
     return Drain(
