@@ -7,16 +7,18 @@ loaded table:
 1. the pg_cron job's statement (`stuck_runs_job_sql()`), run by hand in a loop as
    pg_cron would run it every minute, until a run finds nothing left;
 2. the runner, `stuck-runs recover --json > /dev/null`, with its default batch size;
-3. for reference, one unbatched `SELECT count(*) FROM recover_stuck_runs()` call
-   (what the job used to run; skipped above --one-call-max, since it fails there).
+3. for reference, what each did before, in one transaction: one unbatched
+   `SELECT count(*) FROM recover_stuck_runs()` call (the old job) and the runner
+   with one batch (its old default); skipped above --one-call-max (they fail there).
 
 For each: wall time and throughput (runs recovered per second), the peak private
 memory of the server backend doing the work (RssAnon of /proc/<pid>/status, sampled
 every 20 ms: VmHWM would count the shared buffers the backend touched), and the
 longest transaction (sampled from pg_stat_activity.xact_start every 20 ms). The
 targets of issue 24: backend memory under 100 MB and no transaction over 5 s at any
-size; throughput at least 80% of the one-call rate at 1M (pass --reference-rate with
-that figure when measuring another size).
+size; throughput at least 80% of the same entry point's one-transaction rate at 1M
+(pass --reference-rate and --runner-reference-rate with those figures when measuring
+another size).
 
 Usage (from the repository root):
 
@@ -168,14 +170,23 @@ def drain_job(url: str, conn: psycopg.Connection) -> Drain:
     )
 
 
-def drain_runner(url: str, conn: psycopg.Connection) -> Drain:
+def drain_runner(url: str, conn: psycopg.Connection, *extra: str) -> Drain:
     """`stuck-runs recover --json > /dev/null`: its default batches, its backend watched."""
     env = {**os.environ, "DATABASE_URL": url, "PGAPPNAME": "stuck-runs-bench-drain"}
     env.pop("STUCK_RUNS_BATCH_SIZE", None)
     with Watch(url) as watch:
         began = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "recover", "--json", "--statement-timeout", "600"],
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "recover",
+                "--json",
+                "--statement-timeout",
+                "600",
+                *extra,
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -196,7 +207,7 @@ def drain_runner(url: str, conn: psycopg.Connection) -> Drain:
     if watch.pid is None:
         failed = (failed or "") + " (its backend was never seen: no memory figure)"
     return Drain(
-        "runner `recover` (default batch size)",
+        "runner `recover` (default batch size)" if not extra else "runner, one transaction (old)",
         recovered_count(conn),
         seconds,
         watch.peak_kib / 1024,
@@ -204,6 +215,11 @@ def drain_runner(url: str, conn: psycopg.Connection) -> Drain:
         1,
         failed,
     )
+
+
+def runner_one_transaction(url: str, conn: psycopg.Connection) -> Drain:
+    """What `recover` did by default before: the whole backlog in one transaction."""
+    return drain_runner(url, conn, "--batch-size", str(2**31 - 1))
 
 
 def one_call(url: str, conn: psycopg.Connection) -> Drain:
@@ -241,7 +257,7 @@ def run(args: argparse.Namespace) -> str:
                 version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
                 ways: list[Callable[[str, psycopg.Connection], Drain]] = [drain_job, drain_runner]
                 if size <= args.one_call_max:
-                    ways.append(one_call)
+                    ways += [one_call, runner_one_transaction]
                 drains = []
                 for way in ways:
                     log(f"loading {size:,} stuck runs")
@@ -250,10 +266,19 @@ def run(args: argparse.Namespace) -> str:
                     drains.append(way(url, conn))
         finally:
             dbs.drop_all()
-    reference = args.reference_rate
-    if reference is None and size >= 1_000_000:
-        reference = next((d.rate for d in drains if d.label.startswith("one ")), None)
+    # Each entry point is judged against what it did before, in one transaction:
+    # the job against the one call, the runner against its old default.
+    references = {"pg_cron": args.reference_rate, "runner": args.runner_reference_rate}
+    if size >= 1_000_000:
+        for d in drains:
+            if d.label.startswith("one ") and references["pg_cron"] is None:
+                references["pg_cron"] = d.rate
+            if d.label.endswith("(old)") and references["runner"] is None:
+                references["runner"] = d.rate
     for d in drains:
+        old_way = d.label.startswith("one ") or d.label.endswith("(old)")
+        reference = None if old_way else references[d.label.split()[0].strip("`,")]
+        compared = "one call" if d.label.startswith("pg_cron") else "runner in one transaction"
         where = f"{fmt_count(size)} stuck of {fmt_count(size)} rows"
         outcome = f"{d.recovered:,} recovered in {d.calls:,} call(s)"
         if d.failed:
@@ -270,24 +295,20 @@ def run(args: argparse.Namespace) -> str:
                 verdict(complete),
             )
         )
-        rate_ok = (
-            None
-            if reference is None or d.label.startswith("one ")
-            else d.rate >= (RATE_TARGET * reference)
-        )
+        rate_ok = None if reference is None else d.rate >= RATE_TARGET * reference
         report.add(
             Row(
                 "Drain",
                 f"{d.label}: throughput ({d.seconds:.1f} s)",
                 f"{d.rate:,.0f} runs/s",
-                "" if reference is None else f"one call at 1M: {reference:,.0f} runs/s",
+                "" if reference is None else f"{compared} at 1M: {reference:,.0f} runs/s",
                 "" if reference is None else f"{d.rate / reference:.2f}x",
-                "(info)" if rate_ok is None else ">= 0.8x the one call at 1M",
+                "(info)" if rate_ok is None else f">= 0.8x the {compared} at 1M",
                 "" if rate_ok is None else verdict(rate_ok),
             )
         )
-        # The old job is measured for comparison: its misses are not ours.
-        judged = "" if not d.label.startswith("one ") else " (comparison)"
+        # The old ways are measured for comparison: their misses are not ours.
+        judged = " (comparison)" if old_way else ""
         report.add(
             Row(
                 "Drain",
@@ -346,7 +367,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reference-rate",
         type=float,
-        help="runs/s of the one call at 1M, to judge throughput at another size",
+        help="runs/s of the one call at 1M, to judge the job's throughput at another size",
+    )
+    parser.add_argument(
+        "--runner-reference-rate",
+        type=float,
+        help="runs/s of the runner in one transaction at 1M, to judge it at another size",
     )
     args = parser.parse_args(argv)
     if args.size < 1:
