@@ -416,7 +416,7 @@ DECLARE
     lock_wait text := pg_catalog.current_setting('lock_timeout');
     query     text;
     counted   bigint;
-    total     bigint := 0;
+    total     bigint := 0::bigint;
 BEGIN
     -- How many runs recovery would still take: what a drain stopped by its
     -- bound says remains. `cap` bounds the work (and the answer) per table, so
@@ -463,8 +463,8 @@ DECLARE
     requeued  integer;
     unswept   text;
     faults    jsonb := '{}'::jsonb;
-    recovered bigint := 0;
-    requeues  bigint := 0;
+    recovered bigint := 0::bigint;
+    requeues  bigint := 0::bigint;
     batches   integer := 0;
     remaining bigint;
     stopped   boolean := false;
