@@ -458,11 +458,13 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_variable
 DECLARE
-    started   timestamptz := pg_catalog.clock_timestamp();
+    -- Types too are named in pg_catalog (text, jsonb and timestamptz are
+    -- found by name, not by the grammar as integer and interval are).
+    started   pg_catalog.timestamptz := pg_catalog.clock_timestamp();
     taken     integer;
     requeued  integer;
-    unswept   text;
-    faults    jsonb := '{}'::jsonb;
+    unswept   pg_catalog.text;
+    faults    pg_catalog.jsonb := '{}'::pg_catalog.jsonb;
     recovered bigint := 0::bigint;
     requeues  bigint := 0::bigint;
     batches   integer := 0;
@@ -473,7 +475,7 @@ BEGIN
     -- older_than and max_attempts are checked by recover_stuck_runs, before its first batch.
     IF batch_size IS NULL OR batch_size OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'drain_stuck_runs: batch_size must be at least 1, got %',
-            coalesce(batch_size::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+            coalesce(batch_size::pg_catalog.text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF time_budget IS NOT NULL AND time_budget OPERATOR(pg_catalog.<=) '0'::interval THEN
         RAISE EXCEPTION 'drain_stuck_runs: time_budget must be a positive interval (or NULL: until nothing is left), got %',
@@ -483,6 +485,10 @@ BEGIN
         RAISE EXCEPTION 'drain_stuck_runs: home must name the schema stuck-runs lives in (leave it out), got %',
             coalesce(home, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- One identifier, quoted as needed, whatever spelling was given.
+    SELECT pg_catalog.quote_ident(n.nspname) INTO home
+    FROM pg_catalog.pg_namespace AS n
+    WHERE n.oid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(home)::pg_catalog.oid;
 
     -- One batch per transaction: the memory and time of each are those of
     -- batch_size runs, whatever the backlog; each that commits stays
@@ -501,7 +507,7 @@ BEGIN
         recovered := recovered OPERATOR(pg_catalog.+) taken;
         requeues := requeues OPERATOR(pg_catalog.+) requeued;
         IF unswept IS NOT NULL AND unswept OPERATOR(pg_catalog.<>) '' THEN
-            faults := faults OPERATOR(pg_catalog.||) unswept::jsonb;
+            faults := faults OPERATOR(pg_catalog.||) unswept::pg_catalog.jsonb;
         END IF;
         -- A short batch means every covered table gave all it had (rows a
         -- worker holds locked wait for the next run).
@@ -517,11 +523,11 @@ BEGIN
         INTO remaining USING older_than, cap;
     RAISE NOTICE 'stuck-runs: recovered % run(s) (% requeued) in % batch(es) of at most %; % remain%',
         recovered, requeues, batches, batch_size,
-        CASE WHEN remaining OPERATOR(pg_catalog.>=) cap THEN pg_catalog.concat('at least ', remaining) ELSE remaining::text END,
+        CASE WHEN remaining OPERATOR(pg_catalog.>=) cap THEN pg_catalog.concat('at least ', remaining) ELSE remaining::pg_catalog.text END,
         CASE WHEN stopped THEN pg_catalog.format(' (stopped at the time budget of %s)', time_budget)
              WHEN remaining OPERATOR(pg_catalog.>) 0 THEN ' (locked by workers, or in tables that could not be swept)'
              ELSE '' END;
-    IF faults OPERATOR(pg_catalog.<>) '{}'::jsonb THEN
+    IF faults OPERATOR(pg_catalog.<>) '{}'::pg_catalog.jsonb THEN
         -- After the COMMIT of everything that could be recovered: an ERROR is
         -- what pg_cron records as a failed run (a WARNING only reaches the log).
         RAISE EXCEPTION 'stuck-runs: % table(s) could not be swept: %; % run(s) recovered and committed, % remain',

@@ -210,9 +210,14 @@ def test_planted_objects_on_the_callers_path_are_never_called(db_url):
                 else f"CREATE FUNCTION public.{signature} RETURNS {returns} LANGUAGE plpgsql AS"
                 " $$ BEGIN PERFORM nextval('public.trojan_calls'); RETURN NULL; END $$"
             )
+        # Types found by name, not by the grammar: a caller whose path puts
+        # public before pg_catalog would get these for text, jsonb, timestamptz.
+        for name in ("text", "jsonb", "timestamptz"):
+            conn.execute(f"CREATE TYPE public.{name} AS (planted integer)")
         statement = job_statement(conn)
         conn.execute("SET search_path = public")
         conn.execute(statement)
+        conn.execute("SET search_path = public, pg_catalog")
         conn.execute("CALL stuck_runs.drain_stuck_runs()")
         conn.execute("SET search_path = public, stuck_runs")
         assert count(conn, "FAILED") == 3
