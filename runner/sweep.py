@@ -35,6 +35,9 @@ from .context import (
 
 # Shown per active run before "... and N more": a start-up log is not a report.
 ACTIVE_LINES_SHOWN = 20
+# Listing the active runs before recovering gets at most this long (a third of
+# the statement timeout, if less): a backlog of millions is recovered unlisted.
+LIST_SECONDS = 5.0
 # Under a start-up bound, a batch is not started with less than this left of it.
 LEAST_BATCH_SECONDS = 0.2
 # Rows fetched per round trip from a batch's cursor.
@@ -138,12 +141,31 @@ def report_coverage(conn: psycopg.Connection, target: Target) -> None:
         warn(row["problem"])
 
 
-def _show_active(conn: psycopg.Connection) -> None:
-    rows = conn.execute(
-        "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-        "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
-        (ACTIVE_LINES_SHOWN,),
-    ).fetchall()
+def _show_active(conn: psycopg.Connection, bound: float) -> None:
+    """The active runs, as the original design's log shows them, if that takes under `bound`.
+
+    Listing reads every active run (the view sorts them by idle time): with a
+    backlog of millions it would use up the statement timeout before the first
+    batch. So it has a bound of its own, in a savepoint; past it the runner
+    says so and recovers.
+    """
+    try:
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
+                (f"{max(1, int(bound * 1000))}ms",),
+            )
+            rows = conn.execute(
+                "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
+                "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
+                (ACTIVE_LINES_SHOWN,),
+            ).fetchall()
+    except psycopg.errors.QueryCanceled:
+        note(
+            f"Listing the active runs takes longer than {bound:g} s (a big backlog, or a "
+            "locked table): recovering without the list"
+        )
+        return
     active = rows[0]["active"] if rows else 0
     note(f"Found {active} active run(s) in database" + (":" if rows else ""))
     for row in rows:
@@ -205,7 +227,7 @@ def recover_into(
             if checks["reports"]:
                 report_coverage(conn, target)
             if not request.as_json:
-                _show_active(conn)
+                _show_active(conn, min(LIST_SECONDS, request.statement_timeout / 3))
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
         batches = bool(request.batch_size) and not request.dry_run
         while True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -319,3 +320,26 @@ def test_the_drain_benchmark_runs(server_url: str) -> None:
     assert "| Drain | pg_cron statement, run in a loop: runs recovered, 300 stuck" in done.stdout
     assert "runner `recover` (default batch size): runs recovered" in done.stdout
     assert server_url not in done.stdout
+
+
+def test_recover_does_not_spend_its_statement_timeout_listing(db_url):
+    """Listing reads every active run: with millions it would use up the timeout first.
+
+    Made slow here by a lock (held 1.6 s, released by a timer) rather than by
+    millions of rows: the list gets a third of the 3 s statement timeout, gives
+    up, and the batch that follows waits for the lock and recovers the run.
+    Before: the list waited for the lock and no line said why.
+    """
+    with open_conn(db_url) as conn, open_conn(db_url) as holder:
+        run_id = insert_run(conn, "PROCESSING", idle="1 hour")
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE stuck_runs.qualification_runs IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(1.6, lambda: holder.execute("ROLLBACK"))
+        release.start()
+        try:
+            result = cli("--database-url", db_url, "recover", "--statement-timeout", "3")
+        finally:
+            release.join()
+        assert result.exit_code == 0, result.stderr
+        assert "Listing the active runs takes longer than 1 s" in result.stderr
+        assert run_id in result.stdout and "Recovered 1 stuck run(s)" in result.stderr
