@@ -162,6 +162,18 @@ def unadopt(
                 message = exc.diag.message_primary or str(exc)
                 raise OperationalError(message.removeprefix("stuck-runs: ")) from None
             if live is None and not removed:
+                others = conn.execute(
+                    "SELECT count(*) FROM stuck_runs_tables AS t"
+                    " WHERE t.schema_name OPERATOR(pg_catalog.=) %s"
+                    "   AND t.relation_name OPERATOR(pg_catalog.=) %s",
+                    (schema, relation),
+                ).fetchone()
+                if others and others[0]:
+                    # _stuck_runs_forget() skips the entries this role may not remove.
+                    raise OperationalError(
+                        f"only the owner of {schema}.{relation} (once it is dropped: the role "
+                        "that adopted it) may take it out of recovery"
+                    )
                 raise BadOptionValue(
                     "--table",
                     f"there is no table {table!r} in schema {schema!r}, and none was adopted "

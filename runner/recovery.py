@@ -25,6 +25,7 @@ from .context import (
 )
 from .registry import resolve
 from .sweep import (
+    DEFAULT_BATCH_SIZE,
     Outcome,
     Request,
     closing_line,
@@ -55,11 +56,13 @@ from .sweep import (
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1, max=2**31 - 1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
     envvar="STUCK_RUNS_BATCH_SIZE",
     metavar="N",
-    help="Recover in transactions of at most N runs, so no lock is held for long "
-    "(for huge backlogs next to busy workers). Default: one transaction. "
-    "Env: STUCK_RUNS_BATCH_SIZE.",
+    help="Recover in transactions of at most N runs, each committed before the next, so "
+    "that a backlog of any size costs the memory and time of one batch per transaction "
+    "and no lock is held for long. Env: STUCK_RUNS_BATCH_SIZE.",
 )
 @click.option(
     "--max-attempts",
@@ -84,7 +87,7 @@ def recover(
     settings: Settings,
     older_than: str | None,
     max_runs: int | None,
-    batch_size: int | None,
+    batch_size: int,
     max_attempts: int | None,
     dry_run: bool,
     as_json: bool,
@@ -95,11 +98,13 @@ def recover(
     """Mark runs with no sign of life FAILED (partial progress kept) and print them.
 
     Runs with recent activity, and COMPLETED or FAILED runs, are never touched.
-    Ends within --connect-timeout plus --statement-timeout, whatever the database
-    does; with --batch-size and without --fail-open, each batch gets
-    --statement-timeout and the command runs until the backlog is done, but no
-    wait outlasts that bound after the last committed batch (a frozen backend).
-    A run is printed only after its transaction committed.
+    Recovers in batches of --batch-size runs, each in a transaction of its own.
+    With --fail-open it ends within --connect-timeout plus --statement-timeout,
+    whatever the database does, saying how many runs it recovered and how many
+    remain; without it each batch gets --statement-timeout and the command runs
+    until the backlog is done, but no wait outlasts that bound after the last
+    committed batch (a frozen backend). A run is printed only after its
+    transaction committed.
 
     \b
     Examples:

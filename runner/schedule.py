@@ -1,8 +1,12 @@
 """`stuck-runs schedule` / `unschedule`: recovery as a pg_cron job inside PostgreSQL.
 
 For apps whose start-up cannot run `stuck-runs recover` (or that run many
-instances), pg_cron calls `recover_stuck_runs()` every minute in the database
-itself. pg_cron lives in one database per server (`cron.database_name`, often
+instances), pg_cron calls `drain_stuck_runs()` every minute in the database
+itself: batches that each commit, within a budget shorter than the minute.
+A job scheduled by an earlier release (`SELECT * FROM recover_stuck_runs()`,
+one transaction for the whole backlog) is still recognised as this app's, and
+`schedule` replaces it with the current statement. pg_cron lives in one
+database per server (`cron.database_name`, often
 `postgres` on managed services) while the runs live in the app's database, so
 the job may be installed from a connection to another database with
 `cron.schedule_in_database` (pg_cron 1.4+).
@@ -65,8 +69,9 @@ class AppDatabase:
     username: str
     installed: bool
     can_execute: bool
-    # `SELECT * FROM <schema>.recover_stuck_runs(`: every job this app owns starts with it.
-    prefix: str
+    # How every job this app owns starts: `CALL <schema>.drain_stuck_runs(`, or
+    # `SELECT * FROM <schema>.recover_stuck_runs(` for a job an earlier release scheduled.
+    prefixes: tuple[str, ...]
     # The statement pg_cron will run (from stuck_runs_job_sql), when we may call it.
     command: str | None
     # What prints the GRANTs the role lacks to run the job.
@@ -83,7 +88,8 @@ SELECT pg_catalog.current_database() AS database,
            SELECT FROM pg_catalog.pg_proc AS f
            WHERE f.pronamespace = p.pronamespace
              AND NOT pg_catalog.has_function_privilege(f.oid, 'EXECUTE')) AS can_execute,
-       pg_catalog.format('SELECT * FROM %%I.recover_stuck_runs(', %(schema)s::text) AS prefix,
+       pg_catalog.format('CALL %%I.drain_stuck_runs(', %(schema)s::text) AS prefix,
+       pg_catalog.format('SELECT * FROM %%I.recover_stuck_runs(', %(schema)s::text) AS old_prefix,
        pg_catalog.format('SELECT * FROM %%I.stuck_runs_grant_sql(%%L)',
                          %(schema)s::text, CURRENT_USER) AS grant
 FROM (SELECT 1) AS one
@@ -187,7 +193,8 @@ def _describe_app(conn: psycopg.Connection, target: Target, older_than: str | No
                 "SELECT stuck_runs_job_sql(%s) AS command", (older_than,)
             ).fetchone()["command"]
     return AppDatabase(
-        **{k: row[k] for k in ("database", "username", "installed", "can_execute", "prefix")},
+        **{k: row[k] for k in ("database", "username", "installed", "can_execute")},
+        prefixes=(row["prefix"], row["old_prefix"]),
         command=command,
         grant=row["grant"],
     )
@@ -271,7 +278,7 @@ def _owned_job(
     shared by several apps, a default name must not silently move another app's job.
     """
     job = conn.execute(_JOB_QUERY, (name,)).fetchone()
-    if job and (job["database"] != app.database or not job["command"].startswith(app.prefix)):
+    if job and (job["database"] != app.database or not job["command"].startswith(app.prefixes)):
         raise OperationalError(
             f"pg_cron job {name!r} of role {app.username!r} belongs to another app "
             f"(database {job['database']!r}: {job['command']}); nothing was {verb}: "
@@ -319,7 +326,7 @@ def _app_target(
     envvar="STUCK_RUNS_OLDER_THAN",
     metavar="INTERVAL",
     callback=interval_option,
-    help="Threshold the job passes to recover_stuck_runs, e.g. '15 minutes'. "
+    help="Threshold the job passes to drain_stuck_runs, e.g. '15 minutes'. "
     "Default: none, so the job follows the database's threshold. Env: STUCK_RUNS_OLDER_THAN.",
 )
 @_job_options
@@ -342,8 +349,11 @@ def schedule(
 ) -> None:
     """Install or replace the pg_cron job that recovers stuck runs inside PostgreSQL.
 
-    The job runs `SELECT * FROM <schema>.recover_stuck_runs()` as the connecting
-    role. Scheduling the same --name again replaces the job; it never duplicates.
+    The job runs `CALL <schema>.drain_stuck_runs(...)` as the connecting role:
+    batches that each commit, for at most 45 s, ending in an error (a failed
+    run in cron.job_run_details) when a table could not be swept. A job that an
+    earlier release installed is updated to this statement. Scheduling the same
+    --name again replaces the job; it never duplicates.
     When pg_cron lives in another database than the runs (cron.database_name,
     e.g. `postgres`), pass --cron-database: the job is installed there with
     cron.schedule_in_database and runs in the app's database.
@@ -452,8 +462,9 @@ def _show(
                 ]
                 others = conn.execute(
                     "SELECT j.jobname, j.database FROM cron.job AS j"
-                    " WHERE j.username = CURRENT_USER AND j.command LIKE %s ORDER BY j.jobid",
-                    ("%recover_stuck_runs(%",),
+                    " WHERE j.username = CURRENT_USER"
+                    " AND (j.command LIKE %s OR j.command LIKE %s) ORDER BY j.jobid",
+                    ("%drain_stuck_runs(%", "%recover_stuck_runs(%"),
                 ).fetchall()
                 lines += [
                     f"another recovery job of this role: {o['jobname']!r} "
@@ -475,6 +486,11 @@ def _show(
             f"in database {job['database']!r} as {job['username']!r}",
             f"  command: {job['command']}",
         ]
+        if "drain_stuck_runs(" not in job["command"]:
+            lines.append(
+                "  this is an earlier release's statement: one transaction for the whole "
+                "backlog, whose failure only warns; run `stuck-runs schedule` again to update it"
+            )
         if not runs:
             lines.append(
                 "  no runs recorded yet (the first comes at the next matching minute; "

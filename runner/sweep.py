@@ -36,10 +36,24 @@ from .context import (
 
 # Shown per active run before "... and N more": a start-up log is not a report.
 ACTIVE_LINES_SHOWN = 20
+# Listing the active runs before recovering gets at most this long (a third of
+# the statement timeout, if less): a backlog of millions is recovered unlisted.
+LIST_SECONDS = 5.0
 # Under a start-up bound, a batch is not started with less than this left of it.
 LEAST_BATCH_SECONDS = 0.2
+# Rows fetched per round trip from a batch's cursor.
+_FETCH_ROWS = 2000
 # Rows of one batch kept in memory before the spool moves to a temporary file.
 _SPOOL_BYTES = 4 * 1024 * 1024
+# `recover`'s transactions hold at most this many runs unless --batch-size says
+# otherwise: each one's memory, locks and time are those of a batch, whatever
+# the backlog (one transaction for 9M runs hit PostgreSQL's array limit).
+DEFAULT_BATCH_SIZE = 5000
+# What remains after a bound stopped recovery is counted up to this many runs
+# per table ("at least N"): saying it must not cost as much as the backlog.
+REMAINING_CAP = 100_000
+# Counting what remains is only tried with at least this much of the bound left.
+_LEAST_COUNT_SECONDS = 0.05
 
 _CHECKS = """
 SELECT pg_catalog.pg_is_in_recovery() AS standby,
@@ -76,6 +90,10 @@ class Outcome:
     count: int = 0
     requeued: int = 0
     backlog: bool = False
+    # How many stuck runs a bound left behind (None: not counted), and whether
+    # that is only a lower bound (REMAINING_CAP reached).
+    remaining: int | None = None
+    remaining_capped: bool = False
     table_faults: int = 0
     # Registered tables that still exist but are no longer covered (report_coverage()).
     lost: list[str] = field(default_factory=list)
@@ -109,6 +127,13 @@ class Outcome:
         if lost:
             parts.append(lost)
         return "; ".join(parts) or None
+
+    def left_behind(self) -> str:
+        """What a bound left behind: counted when there was time to count it."""
+        if self.remaining is None:
+            return "a backlog remains"
+        at_least = "at least " if self.remaining_capped else ""
+        return f"a backlog remains: {at_least}{self.remaining} stuck run(s)"
 
     def split(self) -> str:
         if not self.requeued:
@@ -182,12 +207,31 @@ def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
     )
 
 
-def _show_active(conn: psycopg.Connection) -> None:
-    rows = conn.execute(
-        "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-        "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
-        (ACTIVE_LINES_SHOWN,),
-    ).fetchall()
+def _show_active(conn: psycopg.Connection, bound: float) -> None:
+    """The active runs, as the original design's log shows them, if that takes under `bound`.
+
+    Listing reads every active run (the view sorts them by idle time): with a
+    backlog of millions it would use up the statement timeout before the first
+    batch. So it has a bound of its own, in a savepoint; past it the runner
+    says so and recovers.
+    """
+    try:
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
+                (f"{max(1, int(bound * 1000))}ms",),
+            )
+            rows = conn.execute(
+                "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
+                "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
+                (ACTIVE_LINES_SHOWN,),
+            ).fetchall()
+    except psycopg.errors.QueryCanceled:
+        note(
+            f"Listing the active runs takes longer than {bound:g} s (a big backlog, or a "
+            "locked table): recovering without the list"
+        )
+        return
     active = rows[0]["active"] if rows else 0
     note(f"Found {active} active run(s) in database" + (":" if rows else ""))
     for row in rows:
@@ -249,7 +293,7 @@ def recover_into(
             if checks["reports"]:
                 outcome.lost = report_coverage(conn, target)
             if not request.as_json:
-                _show_active(conn)
+                _show_active(conn, min(LIST_SECONDS, request.statement_timeout / 3))
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
         batches = bool(request.batch_size) and not request.dry_run
         while True:
@@ -265,6 +309,7 @@ def recover_into(
                     timeout = min(timeout, left())
                     if timeout < LEAST_BATCH_SECONDS:
                         outcome.backlog = True
+                        _count_remaining(conn, target, request, outcome, timeout)
                         return
             try:
                 taken = _one_batch(conn, target, call, request, timeout, outcome)
@@ -276,8 +321,49 @@ def recover_into(
             on_commit()
             if not batches:
                 return
-            if taken < call["max_runs"] or outcome.count == request.max_runs:
+            if taken < call["max_runs"]:
                 return
+            if outcome.count == request.max_runs:
+                outcome.backlog = True  # --limit stopped it
+                _count_remaining(
+                    conn,
+                    target,
+                    request,
+                    outcome,
+                    request.statement_timeout if left is None else left(),
+                )
+                return
+
+
+def _count_remaining(
+    conn: psycopg.Connection,
+    target: Target,
+    request: Request,
+    outcome: Outcome,
+    timeout: float,
+) -> None:
+    """Say how many stuck runs a bound left, if that fits in what is left of it.
+
+    Counted up to REMAINING_CAP per table. Any failure (no time, an install
+    without the function, a timeout) leaves it uncounted: "a backlog remains".
+    """
+    if timeout < _LEAST_COUNT_SECONDS:
+        return
+    threshold = (
+        "_stuck_runs_threshold()" if request.older_than is None else "%(older_than)s::interval"
+    )
+    try:
+        with pinned(conn, target, timeout):
+            row = conn.execute(
+                "SELECT CASE WHEN pg_catalog.to_regproc('_stuck_runs_count_stuck') IS NOT NULL"
+                f" THEN _stuck_runs_count_stuck({threshold}, %(cap)s::integer) END AS remaining",
+                {"older_than": request.older_than, "cap": REMAINING_CAP},
+            ).fetchone()
+    except psycopg.Error:
+        return
+    if row is not None and row["remaining"] is not None:
+        outcome.remaining = row["remaining"]
+        outcome.remaining_capped = row["remaining"] >= REMAINING_CAP
 
 
 def _one_batch(
@@ -301,6 +387,9 @@ def _one_batch(
                 option_values(_PARAMETER_OPTIONS),
                 conn.cursor(name="stuck_runs_recovered") as cur,
             ):
+                # A batch's rows come over in a few round trips, not one per
+                # 100 rows (psycopg's default): a backlog is many batches.
+                cur.itersize = _FETCH_ROWS
                 cur.execute(_recover_call(request.older_than), call)
                 for row in cur:
                     taken += 1
@@ -338,10 +427,15 @@ def closing_line(outcome: Outcome, request: Request, budget: float) -> None:
             f"dry run: {outcome.count} run(s) would be recovered{outcome.split()}; "
             "nothing was changed"
         )
+    elif outcome.backlog and request.max_runs is not None and outcome.count == request.max_runs:
+        note(
+            f"Recovered {outcome.count} stuck run(s){outcome.split()}, the --limit; "
+            f"{outcome.left_behind()} for the next run"
+        )
     elif outcome.backlog:
         note(
             f"Recovered {outcome.count} stuck run(s){outcome.split()} within the start-up bound "
-            f"of {budget:g} s; a backlog remains for the next run"
+            f"of {budget:g} s; {outcome.left_behind()} for the next run"
         )
     elif outcome.count:
         note(f"Recovered {outcome.count} stuck run(s){outcome.split()}")

@@ -105,7 +105,11 @@ AS $$
         (SELECT pg_catalog.string_agg(cu.name, ',' ORDER BY cu.name) FROM pg_catalog.pg_cursors AS cu),
         -- A deferrable trigger of a non-superuser made during the step could
         -- have been queued by it.
-        _stuck_runs_deferred_risk()
+        _stuck_runs_deferred_risk(),
+        -- The one custom setting stuck-runs reads: which tables a batch could
+        -- not sweep (drain_stuck_runs() ends in an ERROR naming them). An
+        -- owner's step that wrote it would hide or forge failures.
+        coalesce(pg_catalog.current_setting('stuck_runs.unswept', true), '')
     ]::pg_catalog.text[], ' | ', '')
 $$;
 COMMENT ON FUNCTION _stuck_runs_session_state() IS

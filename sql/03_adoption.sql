@@ -231,7 +231,7 @@ BEGIN
     -- statement said: an entry relabelled as another table would warn about
     -- it, flip the runner's exit status, and let its writer forget that
     -- table's real entry.
-    SELECT n.nspname, c.relname INTO NEW.schema_name, NEW.relation_name
+    SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text INTO NEW.schema_name, NEW.relation_name
     FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
     WHERE c.oid OPERATOR(pg_catalog.=) NEW.table_name;
     -- Who registered it: an entry stays in force only while that role could
@@ -560,6 +560,9 @@ AS $$
 DECLARE
     forgotten integer;
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('stuck_runs_tables'::regclass, 'DELETE') THEN
+        RETURN 0;  -- a role that may only recover: nothing to tidy
+    END IF;
     -- The entry of a dropped table whose name a registered table bears now
     -- (renamed away and dropped later, while a new table took the name and was
     -- adopted) can never cover anything again, and `unadopt --table NAME`

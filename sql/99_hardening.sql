@@ -61,6 +61,7 @@ BEGIN
         SELECT p.oid::regprocedure
         FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.prokind OPERATOR(pg_catalog.=) 'f'
           AND (p.proname LIKE 'stuck\_runs\_%' OR p.proname LIKE '\_stuck\_runs\_%' OR p.proname IN (
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
@@ -69,6 +70,16 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
                                   fn, schema);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    END LOOP;
+    -- A procedure that COMMITs cannot have a SET clause (drain_stuck_runs
+    -- names everything itself instead); it is taken from PUBLIC all the same.
+    FOR fn IN
+        SELECT p.oid::regprocedure
+        FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) schema::regnamespace
+          AND p.prokind OPERATOR(pg_catalog.=) 'p' AND p.proname IN ('drain_stuck_runs')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON PROCEDURE %s FROM PUBLIC', fn);
     END LOOP;
     PERFORM _stuck_runs_share_label();
 END
@@ -85,7 +96,7 @@ AS $$
     -- the views, and each covered table (read and update).
     SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
+    SELECT pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
                   _stuck_runs_schema(), role_name)

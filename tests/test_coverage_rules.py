@@ -39,7 +39,7 @@ def cases() -> list[tuple[str, str]]:
     ]
 
 
-def test_the_view_and_the_warnings_agree(db_url):
+def test_the_view_and_the_coverage_report_agree(db_url):
     disagreements = []
     with conn_to(db_url, "stuck_runs") as conn:
         conn.execute("CREATE SCHEMA app")

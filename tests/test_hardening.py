@@ -11,7 +11,7 @@ import pytest
 
 from .helpers import explain_sweep, insert_run, open_conn
 
-OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'stuck_runs'::regnamespace"
+OUR_FUNCTIONS = "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p WHERE p.pronamespace = 'stuck_runs'::regnamespace AND p.prokind <> 'p'"
 # Called by sweep indexes' predicates at every write of an application's table, by whoever
 # writes: executable by everyone, nothing pinned, bodies that name only pg_catalog.
 INDEX_FUNCTIONS = {
@@ -22,6 +22,15 @@ INDEX_FUNCTIONS = {
 
 
 def test_every_function_pins_search_path_with_pg_temp_last(conn):
+    """Procedures aside: a SET clause forbids COMMIT, so the one that needs it names all itself.
+
+    tests/test_drain.py plants objects on the caller's path against it.
+    """
+    procedures = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p"
+        " WHERE p.pronamespace = 'stuck_runs'::regnamespace AND p.prokind = 'p'"
+    ).fetchall()
+    assert procedures == [("drain_stuck_runs(interval,integer,interval,integer,text)", None)]
     functions = conn.execute(OUR_FUNCTIONS).fetchall()
     assert len(functions) >= 3
     assert {name for name, _ in functions} >= INDEX_FUNCTIONS

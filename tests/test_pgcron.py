@@ -25,6 +25,7 @@ from runner.migrations import apply_migrations
 from .cluster import PG_CRON_SETTINGS, Cluster, system_extension_available
 from .conftest import migrate
 from .helpers import PRISMA_DDL, TABLE, cli, insert_run, open_conn, prisma_run, run_cli, status_of
+from .test_drain import POISON
 
 needs_pg15 = pytest.mark.skipif(
     not system_extension_available("pg_cron"),
@@ -137,6 +138,32 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
         prisma_run(conn, "ckcron00001", "PROCESSING", "1 hour", done=2)
         prisma_run(conn, "ckcron00002", "PROCESSING", "1 minute")
 
+    # A third database whose built-in table refuses recovery (a trigger): the job
+    # must commit the adopted table's run and still be recorded as failed.
+    poisoned_url = cron.cluster.url("poisoned")
+    with cron.cron_conn() as conn:
+        conn.execute("DROP DATABASE IF EXISTS poisoned")
+        conn.execute("CREATE DATABASE poisoned")
+    migrate(poisoned_url)
+    with open_conn(poisoned_url) as conn:
+        conn.execute(POISON)
+        conn.execute(PRISMA_DDL)
+    adopted = run_cli("--database-url", poisoned_url, "adopt", "--table", TABLE, "--yes")
+    assert adopted.returncode == 0, adopted.stderr
+    with open_conn(poisoned_url) as conn:
+        prisma_run(conn, "ckpoison01", "PROCESSING", "1 hour")
+    poisoned = backdated_run(poisoned_url, "1 hour", run_id="poison-cron")
+    result = cli(
+        "--database-url",
+        poisoned_url,
+        "schedule",
+        "--cron-database",
+        "postgres",
+        "--name",
+        "poisoned-recovery",
+    )
+    assert result.exit_code == 0, result.stderr
+
     # The real console-script path (python -m runner), for the cross-database job.
     result = run_cli(
         "--database-url",
@@ -160,20 +187,21 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     )
     assert result.exit_code == 0, result.stderr
 
-    assert cron.jobs() == [
+    assert [j for j in cron.jobs() if j[0] != "poisoned-recovery"] == [
         (
             "stuck-runs-recovery",
             "* * * * *",
-            "SELECT * FROM stuck_runs.recover_stuck_runs('30 minutes'::interval, NULL::integer,"
-            " NULL::integer)",
+            "CALL stuck_runs.drain_stuck_runs('30 minutes'::interval, 10000::integer,"
+            " '45 seconds'::interval, NULL::integer, 'stuck_runs'::text)",
             "app",
             "postgres",
         ),
         (
             "tenant-recovery",
             "* * * * *",
-            'SELECT * FROM "Tenant\'s ""Runs""".recover_stuck_runs("Tenant\'s ""Runs"""'
-            "._stuck_runs_threshold(), NULL::integer, NULL::integer)",
+            'CALL "Tenant\'s ""Runs""".drain_stuck_runs("Tenant\'s ""Runs"""'
+            "._stuck_runs_threshold(), 10000::integer, '45 seconds'::interval, NULL::integer,"
+            ' \'"Tenant\'\'s ""Runs"""\'::text)',
             "postgres",
             "postgres",
         ),
@@ -194,16 +222,24 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
                 and prisma == {"ckcron00001": "FAILED", "ckcron00002": "PROCESSING"}
             )
         succeeded = all(any(s == "succeeded" for s, _ in runs) for runs in details.values())
-        if recovered and succeeded:
+        poisoned_runs = run_details(cron, "poisoned-recovery")
+        if recovered and succeeded and any(s == "failed" for s, _ in poisoned_runs):
             break
         assert time.monotonic() < deadline, (
             f"pg_cron did not recover within {WAIT_FOR_CRON} s: {details}\n{cron.cluster.log()[-3000:]}"
         )
         time.sleep(0.5)
 
-    # The first run recovered exactly the stuck runs: two in `app` (one per table), one in the tenant.
-    assert ("succeeded", "SELECT 2") in details["stuck-runs-recovery"]
-    assert ("succeeded", "SELECT 1") in details["tenant-recovery"]
+    # The first runs succeeded; the poisoned one is a failed run in cron.job_run_details,
+    # after it committed what it could: the adopted table's run.
+    assert details["stuck-runs-recovery"][0][0] == "succeeded"
+    assert details["tenant-recovery"][0][0] == "succeeded"
+    status, message = poisoned_runs[0]
+    assert status == "failed" and "could not be swept" in message, poisoned_runs
+    assert "qualification_runs (poisoned run poison-cron)" in message
+    with open_conn(poisoned_url) as conn:
+        assert conn.execute('SELECT status::text FROM "QualificationRun"').fetchone() == ("FAILED",)
+        assert status_of(conn, poisoned) == "PROCESSING"
     with open_conn(cron.app_url) as app:
         assert status_of(app, recent) == "PROCESSING"
         assert status_of(app, done) == "COMPLETED"
@@ -219,7 +255,7 @@ def test_pg_cron_recovers_stuck_runs_in_the_app_database_and_in_its_own(cron):
     shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
     assert shown.exit_code == 0, shown.stderr
     assert "pg_cron job 'stuck-runs-recovery'" in shown.stdout and "is installed" in shown.stdout
-    assert "succeeded" in shown.stdout and "SELECT 2" in shown.stdout
+    assert "succeeded" in shown.stdout and "drain_stuck_runs(" in shown.stdout
     print(f"pg_cron recovered both databases after {time.monotonic() - started:.1f} s")
 
 
@@ -245,8 +281,8 @@ def test_same_name_replaces_and_unschedule_removes(cron):
         (
             "stuck-runs-recovery",
             "*/5 * * * *",
-            "SELECT * FROM stuck_runs.recover_stuck_runs('15 minutes'::interval, NULL::integer,"
-            " NULL::integer)",
+            "CALL stuck_runs.drain_stuck_runs('15 minutes'::interval, 10000::integer,"
+            " '45 seconds'::interval, NULL::integer, 'stuck_runs'::text)",
             "app",
             "postgres",
         )
@@ -265,6 +301,36 @@ def test_same_name_replaces_and_unschedule_removes(cron):
 
     shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
     assert shown.exit_code == 0 and "is not installed" in shown.stdout
+
+
+@needs_pg15
+def test_a_job_an_earlier_release_installed_is_flagged_and_updated(cron):
+    """Before: one unbatched `SELECT * FROM recover_stuck_runs(...)`, whose failure only warned."""
+    old = (
+        "SELECT * FROM stuck_runs.recover_stuck_runs(stuck_runs._stuck_runs_threshold(),"
+        " NULL::integer, NULL::integer)"
+    )
+    with cron.cron_conn() as conn:
+        conn.execute(
+            "SELECT cron.schedule_in_database('stuck-runs-recovery', '* * * * *', %s, 'app')",
+            (old,),
+        )
+    shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
+    assert shown.exit_code == 0, shown.stderr
+    assert "earlier release's statement" in shown.stdout and "stuck-runs schedule" in shown.stdout
+    again = cli("--database-url", cron.app_url, "schedule", "--cron-database", "postgres")
+    assert again.exit_code == 0, again.stderr
+    assert "replaced" in again.stderr
+    assert [j[:3] for j in cron.jobs()] == [
+        (
+            "stuck-runs-recovery",
+            "* * * * *",
+            "CALL stuck_runs.drain_stuck_runs(stuck_runs._stuck_runs_threshold(), 10000::integer,"
+            " '45 seconds'::interval, NULL::integer, 'stuck_runs'::text)",
+        )
+    ]
+    shown = cli("--database-url", cron.app_url, "schedule", "--show", "--cron-database", "postgres")
+    assert "earlier release" not in shown.stdout
 
 
 @needs_pg15

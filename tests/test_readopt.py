@@ -225,7 +225,7 @@ def lines(stderr: str, kind: str) -> list[str]:
 
 
 @pytest.mark.parametrize("change", LOSES_COVERAGE)
-def test_lost_coverage_is_a_warning_in_psql(change, empty_db_url):
+def test_lost_coverage_is_said_in_psql(change, empty_db_url):
     """The SQL function and both views say it where psql (and pg_cron's log) show it."""
     url = adopted_jobs(empty_db_url)
     with open_conn(url) as conn:

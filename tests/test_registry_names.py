@@ -109,3 +109,21 @@ def test_forgetting_skips_what_the_caller_may_not_forget(db_url, hostile):
             conn.execute("DELETE FROM stuck_runs_tables WHERE relation_name = 'other'")
         conn.execute("RESET ROLE")
         assert conn.execute("SELECT _stuck_runs_forget('evil', 'other')").fetchone() == (1,)
+
+
+def test_a_locked_registry_fails_recovery_within_seconds(db_url):
+    """A role with write grants on the registry may lock it: the call fails, bounded, loudly
+    (pg_cron records an error) instead of waiting until statement_timeout."""
+    import time
+
+    holder = psycopg.connect(conn_to(db_url, "stuck_runs").info.dsn)
+    try:
+        holder.execute("LOCK TABLE stuck_runs.stuck_runs_tables IN ACCESS EXCLUSIVE MODE")
+        with conn_to(db_url, "stuck_runs") as conn:
+            conn.execute("SET statement_timeout = '30s'")
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
+            assert time.monotonic() - started < 10
+    finally:
+        holder.close()

@@ -162,7 +162,12 @@ def test_upgrade_from_0001_keeps_data(empty_db_url):
             "SELECT id, status, completed, total, created_at, updated_at,"
             " completed_at, error FROM qualification_runs ORDER BY id"
         ).fetchall()
-    assert migrate(empty_db_url) == ["0002_retries", "0003_beside_the_app", "0004_owners_code"]
+    assert migrate(empty_db_url) == [
+        "0002_retries",
+        "0003_beside_the_app",
+        "0004_owners_code",
+        "0005_with_the_app",
+    ]
     with open_conn(empty_db_url) as c:
         after = c.execute(
             "SELECT id, status, completed, total, created_at, updated_at,"

@@ -92,17 +92,26 @@ def test_an_upgraded_install_runs_no_planted_code_and_drops_unproven_entries(
         assert any("registered before stuck-runs 0.3" in p for (p,) in problems), problems
         # The built-in table was created by the installer: it stays covered.
         config = conn.execute(
-            "SELECT DISTINCT proconfig::text FROM pg_proc WHERE pronamespace = %s::regnamespace"
-            " AND proname LIKE '%%stuck_runs%%' AND proname <> 'stuck_runs_label'",
+            "SELECT DISTINCT (SELECT array_agg(c) FROM unnest(proconfig) AS c"
+            " WHERE c LIKE 'search_path=%%')::text FROM pg_proc WHERE pronamespace = %s::regnamespace"
+            # drain_stuck_runs, a procedure, cannot pin it (test_drain.py plants against it);
+            # sweep indexes call stuck_runs_label at every write: nothing pinned.
+            " AND proname LIKE '%%stuck_runs%%' AND prokind <> 'p' AND proname <> 'stuck_runs_label'",
             (schema,),
         ).fetchall()
         assert config == [(f'{{"search_path=pg_catalog, {schema}, pg_temp"}}',)]
-        # Sweep indexes call it at every write: nothing pinned (tests/test_hardening.py).
         assert conn.execute(
             "SELECT DISTINCT proconfig FROM pg_proc WHERE pronamespace = %s::regnamespace"
             " AND proname = 'stuck_runs_label'",
             (schema,),
         ).fetchall() == [(None,)]
+        # Moved or not, the procedure finds its install through its `home` default.
+        # It ends in an ERROR naming the entry it may not sweep (pg_cron records it).
+        with pytest.raises(
+            psycopg.errors.ObjectNotInPrerequisiteState, match=r"before stuck-runs 0\.3"
+        ):
+            conn.execute(f"CALL {schema}.drain_stuck_runs()")
+        assert planted_calls(conn) == 0
     listed = run_cli("--database-url", empty_db_url, "recover", "--older-than", "1 second")
     assert "registered before stuck-runs 0.3" in listed.stderr
     with psycopg.connect(conninfo, autocommit=True) as conn:
