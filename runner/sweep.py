@@ -149,28 +149,11 @@ def open_connection(
     return conn
 
 
-# Registered tables recovery no longer covers although a table is there: the
-# entry's own (a mapped column dropped, renamed by drop and add, or retyped; its
-# owner changed; an entry from before 0.3), or a new table under the name it was
-# adopted under that nothing else registered (dropped and re-created: prisma
-# migrate reset). While one exists the command fails; an entry whose table is
-# gone for good only warns (`unadopt --table NAME` removes it).
-_LOST = """
-SELECT coalesce(
-           (SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
-            WHERE c.oid OPERATOR(pg_catalog.=) t.table_name),
-           (SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
-            JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-            WHERE n.nspname OPERATOR(pg_catalog.=) t.schema_name
-              AND c.relname OPERATOR(pg_catalog.=) t.relation_name
-              AND c.relkind IN ('r', 'p')
-              AND NOT EXISTS (SELECT FROM stuck_runs_tables AS u
-                              WHERE u.table_name OPERATOR(pg_catalog.=) c.oid))) AS present
-FROM stuck_runs_tables AS t
-WHERE NOT EXISTS (SELECT FROM _stuck_runs_covered AS v
-                  WHERE v.table_name OPERATOR(pg_catalog.=) t.table_name)
-ORDER BY 1
-"""
+# Registered tables recovery no longer covers although a table is there, as SQL
+# decides it (_stuck_runs_lost(), which drain_stuck_runs() fails on too). While
+# one exists the command fails; an entry whose table is gone for good only warns
+# (`unadopt --table NAME` removes it).
+_LOST = "SELECT l.table_name AS present FROM _stuck_runs_lost() AS l ORDER BY 1"
 
 
 def report_coverage(conn: psycopg.Connection, target: Target) -> list[str]:
@@ -183,6 +166,9 @@ def report_coverage(conn: psycopg.Connection, target: Target) -> list[str]:
         "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
     ):
         warn(row["problem"])
+    known = "SELECT pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS known"
+    if not conn.execute(known).fetchone()["known"]:
+        return []  # an install older than 0005: `stuck-runs migrate` brings it
     return [row["present"] for row in conn.execute(_LOST) if row["present"] is not None]
 
 
