@@ -821,20 +821,55 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_may_speak_for(oid) IS
     'Whether the current role may end or heartbeat a life started by the given role: only that role, its members, or a superuser.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_silent(heartbeat_at timestamptz) RETURNS boolean
-LANGUAGE sql STABLE
+-- Every heartbeat goes stale at once while the server is down, restarting, or
+-- failing over to a standby: that is no death. A promoted standby's postmaster
+-- may have started long before, so the timeline counts too: the first sweep on
+-- a new timeline records when it saw it.
+CREATE TABLE IF NOT EXISTS stuck_runs_timelines (
+    timeline text PRIMARY KEY,
+    seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
+COMMENT ON TABLE stuck_runs_timelines IS
+    'When a sweep first saw each WAL timeline of the server: after a failover, lives are judged silent only once the promoted server has been writing for dead_after.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_timeline() RETURNS text
+LANGUAGE sql VOLATILE
 AS $$
-    -- No heartbeat for dead_after, by the database's clock; and not right
-    -- after a restart of the server, which makes every heartbeat stale at
-    -- once: that is no death.
+    -- The timeline this server writes on, from the name of its current WAL
+    -- file; NULL on a standby, which writes nothing and judges no one.
+    SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+                THEN pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_timeline() IS
+    'The WAL timeline the server writes on (it changes at every promotion of a standby), or NULL on a standby.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_up_since() RETURNS timestamptz
+LANGUAGE sql VOLATILE SECURITY DEFINER
+AS $$
+    -- Not seen yet (the first call after a promotion): up from now on.
+    SELECT GREATEST(pg_catalog.pg_postmaster_start_time(),
+                    coalesce((SELECT t.seen_at FROM stuck_runs_timelines AS t
+                              WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()),
+                             pg_catalog.clock_timestamp()))
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_up_since() IS
+    'Since when this server has been up and writing: its start, or the first sweep it ran on its current timeline (after a failover), whichever is later. SECURITY DEFINER: row-level security on the lives asks it for every role.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_silent(heartbeat_at timestamptz) RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    -- No heartbeat for dead_after, by the database's clock, while the server
+    -- itself has been up and writing for dead_after.
     SELECT heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-           AND (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.pg_postmaster_start_time())
-               OPERATOR(pg_catalog.>) s.dead_after
+           AND _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
     FROM stuck_runs_settings AS s
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_silent(timestamptz) IS
-    'Whether a life with this last heartbeat is silent: no heartbeat for dead_after, counted only once the server has been up for dead_after.';
+    'Whether a life with this last heartbeat is silent: no heartbeat for dead_after, counted only once the server has been up and writing for dead_after (not right after a restart or a failover).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_lives_fixed() RETURNS trigger
 LANGUAGE plpgsql
@@ -969,6 +1004,11 @@ BEGIN
     -- Silent lives end here, at the sweep (no clock of the application's).
     -- The UPDATE finds nothing to write while every instance heartbeats.
     IF end_silent THEN
+        -- The first sweep on a new timeline (after a failover) dates it.
+        IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
+            SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
+            INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
+        END IF;
         UPDATE stuck_runs_lives AS l
         SET ended_at = pg_catalog.clock_timestamp(), end_reason = 'stopped heartbeating'
         WHERE l.ended_at IS NULL AND _stuck_runs_silent(l.heartbeat_at);

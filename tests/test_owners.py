@@ -172,6 +172,7 @@ def test_no_life_counts_as_silent_before_the_server_has_been_up_for_dead_after(c
     assert conn.execute("SELECT * FROM recover_stuck_runs('1 second')").fetchall() == []
     assert status_of(conn, run_id) == "PROCESSING"
     conn.execute("UPDATE stuck_runs_settings SET dead_after = '1 second'")
+    time.sleep(1.1)  # the server (its timeline, first seen by the sweep above) up for dead_after
     rows = conn.execute("SELECT run_id, reason FROM recover_stuck_runs('30 minutes')").fetchall()
     assert rows == [(run_id, "instance web stopped heartbeating")]
 
@@ -604,3 +605,40 @@ def test_a_role_that_may_only_execute_still_respects_live_owners(db_url):
             conn.execute("ALTER TABLE qualification_runs OWNER TO postgres")
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.skipif(
+    not system_postgres_available(),
+    reason="needs the system PostgreSQL 15 binaries (apt postgresql-15)",
+)
+def test_a_failover_is_no_mass_death():
+    """A promoted standby's postmaster started long ago: its new timeline is what dates it."""
+    cluster = Cluster()
+    try:
+        cluster.start()
+        url = cluster.url()
+        migrate(url)
+        with open_conn(url) as conn:
+            conn.execute("UPDATE stuck_runs_settings SET dead_after = '2 seconds'")
+            tokens = [life() for _ in range(3)]
+            runs = []
+            for i, token in enumerate(tokens):
+                start(conn, f"i{i}", token)
+                runs.append(owned_run(conn, token))
+        # The same data directory comes back as a standby, up for longer than
+        # dead_after before it is promoted; every heartbeat is stale by then.
+        cluster.stop()
+        cluster.start(standby=True)
+        time.sleep(3)
+        cluster._run("pg_ctl", "-D", str(cluster.data), "-w", "promote")
+        with open_conn(url) as conn:
+            for _ in range(50):
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    break
+                time.sleep(0.1)
+            assert conn.execute("SELECT _stuck_runs_timeline()").fetchone() == ("00000002",)
+            assert conn.execute("SELECT * FROM recover_stuck_runs('1 second')").fetchall() == []
+            assert [heartbeat(conn, t)[0] for t in tokens] == ["alive"] * 3
+            assert [status_of(conn, r) for r in runs] == ["PROCESSING"] * 3
+    finally:
+        cluster.destroy()
