@@ -624,7 +624,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval)
+CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval, threshold interval)
 RETURNS TABLE (
     table_name text,
     run_id     text,
@@ -632,7 +632,8 @@ RETURNS TABLE (
     completed  integer,
     total      integer,
     age        interval,
-    idle       interval
+    idle       interval,
+    stuck      boolean
 )
 LANGUAGE plpgsql VOLATILE
 SET lock_timeout = '2s'  -- see recover_stuck_runs()
@@ -659,7 +660,8 @@ BEGIN
                 'SELECT %1$L::text AS table_name, %2$s AS run_id, %3$s AS status, %4$s AS completed,'
                 ' %5$s AS total,'
                 ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END AS age,'
-                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END AS idle'
+                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END AS idle,'
+                ' coalesce(%10$s, false) AS stuck'
                 ' FROM %8$s AS r WHERE %9$s',
                 t.table_name::text, _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
                 _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
@@ -668,9 +670,12 @@ BEGIN
                 CASE WHEN idle_longer_than IS NULL
                      THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
                                                 _stuck_runs_column_type(t.table_name, t.status_column))
-                     ELSE _stuck_runs_recoverable_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)', dead) END);
+                     ELSE _stuck_runs_recoverable_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)', dead) END,
+                -- What a sweep with the threshold would do to it, owners included.
+                _stuck_runs_recoverable_sql(t, '$1', dead));
             IF _stuck_runs_runs_here(t.table_name) THEN
-                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than, lives::text;
+                RETURN QUERY EXECUTE query USING pg_catalog.now() OPERATOR(pg_catalog.-) threshold, NULL::integer, NULL::integer,
+                                                 idle_longer_than, lives::text;
             ELSE
                 -- Even reading runs the owner's code (the planner evaluates the
                 -- immutable functions of its index expressions; its policies):
@@ -679,9 +684,10 @@ BEGIN
                     SELECT x.* FROM pg_catalog.jsonb_to_recordset(coalesce(_stuck_runs_as_owner(
                         t.table_name,
                         pg_catalog.format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) FROM (%s) AS l', query),
+                        cutoff => pg_catalog.now() OPERATOR(pg_catalog.-) threshold,
                         older_than => idle_longer_than, value => lives::text), '[]')) AS x(
                         table_name text, run_id text, status text, completed integer, total integer,
-                        age interval, idle interval);
+                        age interval, idle interval, stuck boolean);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
@@ -692,6 +698,20 @@ BEGIN
     PERFORM _stuck_runs_warn_uncovered(covered);
 END
 $$;
+
+COMMENT ON FUNCTION _stuck_runs_list(interval, interval) IS
+    'Active runs of every adopted table, all of them (NULL) or only those a sweep with that threshold would recover (owners included), each with whether a sweep with the threshold would recover it: the body of the active_runs and stuck_runs views. Reads a table as its owner where the owner''s code may not run as the reader; a table that cannot be read that way raises a WARNING and is left out.';
+
+CREATE OR REPLACE VIEW active_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle, l.stuck
+FROM _stuck_runs_list(NULL::interval, _stuck_runs_threshold()) AS l;
+
+COMMENT ON VIEW active_runs IS
+    'Every run still active (PENDING/PROCESSING or the adopted table''s own statuses), stuck or not (stuck: a sweep with the default threshold would recover it now, owners included): what a status page or `stuck-runs list` shows.';
+
+CREATE OR REPLACE VIEW stuck_runs AS
+SELECT l.table_name, l.run_id, l.status, l.completed, l.total, l.age, l.idle
+FROM _stuck_runs_list(_stuck_runs_threshold(), _stuck_runs_threshold()) AS l;
 
 CREATE OR REPLACE FUNCTION resume_run(run_id text, in_table regclass DEFAULT NULL)
 RETURNS TABLE (
@@ -1384,6 +1404,9 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- The views read _stuck_runs_list(interval, interval) now.
+DROP FUNCTION _stuck_runs_list(interval);
 
 -- A DO block: yoyo would print a SELECT's result.
 DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;

@@ -642,3 +642,12 @@ def test_a_failover_is_no_mass_death():
             assert [status_of(conn, r) for r in runs] == ["PROCESSING"] * 3
     finally:
         cluster.destroy()
+
+
+def test_active_runs_says_stuck_as_a_sweep_would(conn):
+    token = life()
+    start(conn, "web", token)
+    silent = owned_run(conn, token, idle="2 hours")
+    unowned = insert_run(conn, "PROCESSING", idle="2 hours")
+    rows = dict(conn.execute("SELECT run_id, stuck FROM active_runs").fetchall())
+    assert rows == {silent: False, unowned: True}
