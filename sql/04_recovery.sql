@@ -324,7 +324,6 @@ DECLARE
     failed    regclass[] := '{}'::regclass[];
     lives     jsonb;
     dead      boolean;
-    remaining text[];
 BEGIN
     IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
@@ -419,19 +418,6 @@ BEGIN
         END;
     END LOOP;
     END LOOP;
-
-    -- Ended lives whose runs are all recovered need no more full reads. Only
-    -- when this call saw every table through: a failed table, or a batch cut
-    -- short, may still hold their runs.
-    IF dead AND pg_catalog.cardinality(failed) OPERATOR(pg_catalog.=) 0
-       AND (max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs) THEN
-        remaining := _stuck_runs_dead_owners_left(lives);
-        IF remaining IS NOT NULL THEN
-            PERFORM _stuck_runs_clear_lives(ARRAY(
-                SELECT l.key FROM pg_catalog.jsonb_each_text(lives) AS l
-                WHERE l.value OPERATOR(pg_catalog.<>) 'live' AND l.key OPERATOR(pg_catalog.<>) ALL (remaining)));
-        END IF;
-    END IF;
 
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
     IF max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs THEN

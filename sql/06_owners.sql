@@ -16,13 +16,20 @@ CREATE TABLE IF NOT EXISTS stuck_runs_lives (
     started_by   oid NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     heartbeat_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    alive_since  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     ended_at     timestamptz,
     end_reason   text CHECK (end_reason IN ('restarted', 'stopped heartbeating')),
-    cleared_at   timestamptz
+    CONSTRAINT stuck_runs_lives_ended CHECK ((ended_at IS NULL) = (end_reason IS NULL))
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE stuck_runs_lives IS
-    'One row per life of an application instance: started by stuck_runs_start(), kept alive by stuck_runs_heartbeat(), ended by a newer life of the same instance or by silence longer than stuck_runs_settings.dead_after. cleared_at: no active run names the ended life any more, so sweeps stop looking for it. Row-level security: every role reads every life (a sweep must know who is alive), only the role that started a life (or may act as it) keeps it alive or ends it, and any role may end a life only once it is silent. fillfactor 50 leaves room on each page, so a heartbeat is a HOT update.';
+    'One row per life of an application instance: started by stuck_runs_start(), kept alive by stuck_runs_heartbeat(), ended by a newer life of the same instance or by silence (_stuck_runs_silent). Written through those functions; its triggers hold every role to what they may do: start a life of its own, keep alive or end the lives it may speak for, end another role''s life only once it is silent, and never change a life that has ended. fillfactor 50 leaves room on each page, so a heartbeat is a HOT update.';
+COMMENT ON COLUMN stuck_runs_lives.alive_since IS
+    'Since when the life has heartbeated without a gap of half of dead_after: another life of its role is silent only when this one was heartbeating all along, so a lost connection (every heartbeat stale at once) is no death.';
 CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (instance);
+-- Ending a life changes a column of this unique index: a key update, which waits
+-- for the FOR KEY SHARE that a claim or a progress report holds on the life,
+-- while a heartbeat (no indexed column) waits for neither.
+CREATE UNIQUE INDEX IF NOT EXISTS stuck_runs_lives_end_key ON stuck_runs_lives (life, ended_at);
 
 CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -60,7 +67,7 @@ COMMENT ON FUNCTION _stuck_runs_timeline() IS
     'The WAL timeline the server writes on (it changes at every promotion of a standby), or NULL on a standby.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_up_since() RETURNS timestamptz
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE
 AS $$
     -- Not seen yet (the first call after a promotion): up from now on.
     SELECT GREATEST(pg_catalog.pg_postmaster_start_time(),
@@ -69,57 +76,79 @@ AS $$
                              pg_catalog.clock_timestamp()))
 $$;
 COMMENT ON FUNCTION _stuck_runs_up_since() IS
-    'Since when this server has been up and writing: its start, or the first sweep it ran on its current timeline (after a failover), whichever is later. SECURITY DEFINER: row-level security on the lives asks it for every role.';
+    'Since when this server has been up and writing: its start, or the first sweep it ran on its current timeline (after a failover), whichever is later.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_silent(heartbeat_at timestamptz) RETURNS boolean
+CREATE OR REPLACE FUNCTION _stuck_runs_silent(life text, started_by oid, heartbeat_at timestamptz)
+RETURNS boolean
 LANGUAGE sql VOLATILE
 AS $$
     -- No heartbeat for dead_after, by the database's clock, while the server
-    -- itself has been up and writing for dead_after.
+    -- has been up and writing for dead_after, and while another life of the
+    -- same role heartbeated without a gap: proof that the database could be
+    -- reached. A lost connection, a restart of the pooler or of the server
+    -- makes every heartbeat of the application stale at once, and that is no
+    -- death. (A lone instance that dies is recovered by its next start, at
+    -- once.)
     SELECT heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
            AND _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
+           AND EXISTS (SELECT FROM stuck_runs_lives AS m
+                       WHERE m.started_by OPERATOR(pg_catalog.=) $2 AND m.life OPERATOR(pg_catalog.<>) $1
+                         AND m.heartbeat_at OPERATOR(pg_catalog.>)
+                             (GREATEST($3, m.alive_since) OPERATOR(pg_catalog.+) s.dead_after))
     FROM stuck_runs_settings AS s
 $$;
-COMMENT ON FUNCTION _stuck_runs_silent(timestamptz) IS
-    'Whether a life with this last heartbeat is silent: no heartbeat for dead_after, counted only once the server has been up and writing for dead_after (not right after a restart or a failover).';
+COMMENT ON FUNCTION _stuck_runs_silent(text, oid, timestamptz) IS
+    'Whether a live life is silent, and so over: no heartbeat for dead_after while the server was up and writing and another life of its role heartbeated without a gap all along.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_lives_fixed() RETURNS trigger
+CREATE OR REPLACE FUNCTION _stuck_runs_lives_guard() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    -- Whoever may update a row (its role, or anyone ending it once silent)
-    -- changes its state, never whose life it is.
+    -- A life starts fresh, as the role that starts it.
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        NEW.started_by := (SELECT o.oid FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER);
+        NEW.started_at := pg_catalog.clock_timestamp();
+        NEW.heartbeat_at := NEW.started_at;
+        NEW.alive_since := NEW.started_at;
+        NEW.ended_at := NULL;
+        NEW.end_reason := NULL;
+        RETURN NEW;
+    END IF;
     IF (NEW.life, NEW.instance, NEW.started_by, NEW.started_at)
        IS DISTINCT FROM (OLD.life, OLD.instance, OLD.started_by, OLD.started_at) THEN
-        RAISE EXCEPTION 'stuck-runs: a life''s name, instance, role and start never change'
+        RAISE EXCEPTION 'stuck-runs: a life''s token, instance, role and start never change'
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.ended_at IS NOT NULL THEN
+        RAISE EXCEPTION 'stuck-runs: life % has ended; it never changes again', OLD.life
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NEW.heartbeat_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+       OR NEW.alive_since OPERATOR(pg_catalog.>) NEW.heartbeat_at
+       OR NOT pg_catalog.isfinite(NEW.heartbeat_at) OR NOT pg_catalog.isfinite(NEW.alive_since) THEN
+        RAISE EXCEPTION 'stuck-runs: a heartbeat is dated by the database''s clock'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT _stuck_runs_may_speak_for(OLD.started_by) THEN
+        -- Another role may only end a silent life, and change nothing else.
+        IF NOT (NEW.ended_at IS NOT NULL AND NEW.end_reason OPERATOR(pg_catalog.=) 'stopped heartbeating'
+                AND (NEW.heartbeat_at, NEW.alive_since) IS NOT DISTINCT FROM (OLD.heartbeat_at, OLD.alive_since)
+                AND _stuck_runs_silent(OLD.life, OLD.started_by, OLD.heartbeat_at)) THEN
+            RAISE EXCEPTION 'stuck-runs: life % belongs to another role; it may only be ended once it is silent', OLD.life
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    IF NEW.ended_at IS NOT NULL THEN
+        NEW.ended_at := pg_catalog.clock_timestamp();
     END IF;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION _stuck_runs_lives_fixed() IS
-    'Keeps a life''s identity (token, instance, role, start) as it was started: row-level security lets any role end a silent life, and that must not let it take the life over.';
-DROP TRIGGER IF EXISTS _stuck_runs_lives_fixed ON stuck_runs_lives;
-CREATE TRIGGER _stuck_runs_lives_fixed BEFORE UPDATE ON stuck_runs_lives
-    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_lives_fixed();
-
-ALTER TABLE stuck_runs_lives ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS stuck_runs_lives_read ON stuck_runs_lives;
-CREATE POLICY stuck_runs_lives_read ON stuck_runs_lives FOR SELECT USING (true);
-DROP POLICY IF EXISTS stuck_runs_lives_start ON stuck_runs_lives;
-CREATE POLICY stuck_runs_lives_start ON stuck_runs_lives FOR INSERT
-    WITH CHECK (started_by OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
-                                                   WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
-DROP POLICY IF EXISTS stuck_runs_lives_own ON stuck_runs_lives;
-CREATE POLICY stuck_runs_lives_own ON stuck_runs_lives FOR UPDATE
-    USING (_stuck_runs_may_speak_for(started_by));
-DROP POLICY IF EXISTS stuck_runs_lives_end ON stuck_runs_lives;
-CREATE POLICY stuck_runs_lives_end ON stuck_runs_lives FOR UPDATE
-    USING (ended_at IS NOT NULL OR _stuck_runs_silent(heartbeat_at))
-    WITH CHECK (ended_at IS NOT NULL);
-DROP POLICY IF EXISTS stuck_runs_lives_forget ON stuck_runs_lives;
-CREATE POLICY stuck_runs_lives_forget ON stuck_runs_lives FOR DELETE
-    USING (cleared_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days'));
+COMMENT ON FUNCTION _stuck_runs_lives_guard() IS
+    'What any role may do to a life, whichever way it writes the table: start one of its own, fresh; heartbeat or end the lives it may speak for (by the database''s clock); end another role''s life only once it is silent; never change an ended life, or whose life it is.';
+DROP TRIGGER IF EXISTS _stuck_runs_lives_guard ON stuck_runs_lives;
+CREATE TRIGGER _stuck_runs_lives_guard BEFORE INSERT OR UPDATE ON stuck_runs_lives
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_lives_guard();
 
 CREATE OR REPLACE FUNCTION _stuck_runs_begin_life(instance text, life text) RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -136,9 +165,6 @@ BEGIN
         RAISE EXCEPTION 'stuck_runs_start: life must be a token of 8 to 200 characters (a fresh UUID per process), got %', pg_catalog.quote_literal(life)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Two processes starting under one name at once are serialised: each new
-    -- life ends the lives before it, never one that began after it.
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stuck_runs_lives'), pg_catalog.hashtext(instance));
     SELECT * INTO known FROM stuck_runs_lives AS l WHERE l.life OPERATOR(pg_catalog.=) life;
     IF FOUND THEN
         IF known.instance OPERATOR(pg_catalog.<>) instance THEN
@@ -154,22 +180,23 @@ BEGIN
         END IF;
         -- The same life again (Next.js re-running register(), start-up code
         -- called twice in one process): nothing ends.
-        UPDATE stuck_runs_lives AS l SET heartbeat_at = pg_catalog.clock_timestamp()
-        WHERE l.life OPERATOR(pg_catalog.=) life;
-        RETURN 'alive';
+        RETURN _stuck_runs_beat(life);
+    END IF;
+    IF life IS NOT NULL THEN
+        INSERT INTO stuck_runs_lives (life, instance, started_by) VALUES (life, instance, 0);
     END IF;
     -- A new life (or, with life NULL, a deploy announcing one): every earlier
     -- life of the name is over, and its runs are recovered by the sweep that
-    -- follows in the same call.
+    -- follows in the same call. A life held by a claim or a progress report
+    -- in flight is skipped, not waited for: it is not dead, and if it is, it
+    -- falls silent.
     UPDATE stuck_runs_lives AS l
-    SET ended_at = pg_catalog.clock_timestamp(),
-        end_reason = 'restarted'
-    WHERE l.instance OPERATOR(pg_catalog.=) instance AND l.ended_at IS NULL
-      AND _stuck_runs_may_speak_for(l.started_by);
-    IF life IS NOT NULL THEN
-        INSERT INTO stuck_runs_lives (life, instance, started_by)
-        VALUES (life, instance, (SELECT o.oid FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
-    END IF;
+    SET ended_at = pg_catalog.clock_timestamp(), end_reason = 'restarted'
+    WHERE l.life IN (SELECT e.life FROM stuck_runs_lives AS e
+                     WHERE e.instance OPERATOR(pg_catalog.=) instance AND e.ended_at IS NULL
+                       AND e.life OPERATOR(pg_catalog.<>) coalesce(life, '')
+                       AND _stuck_runs_may_speak_for(e.started_by)
+                     FOR UPDATE SKIP LOCKED);
     RETURN 'started';
 END
 $$;
@@ -179,9 +206,15 @@ COMMENT ON FUNCTION _stuck_runs_begin_life(text, text) IS
 CREATE OR REPLACE FUNCTION _stuck_runs_beat(life text) RETURNS text
 LANGUAGE sql VOLATILE
 AS $$
-    -- One HOT update (heartbeat_at is in no index) when the life is alive.
+    -- One HOT update (no indexed column changes) when the life is alive. A
+    -- gap of half of dead_after starts a new streak (alive_since).
     WITH beat AS (
-        UPDATE stuck_runs_lives AS l SET heartbeat_at = pg_catalog.clock_timestamp()
+        UPDATE stuck_runs_lives AS l
+        SET alive_since = CASE WHEN c.at OPERATOR(pg_catalog.-) l.heartbeat_at OPERATOR(pg_catalog.>) c.gap
+                               THEN c.at ELSE l.alive_since END,
+            heartbeat_at = c.at
+        FROM (SELECT pg_catalog.clock_timestamp() AS at, s.dead_after OPERATOR(pg_catalog./) 2 AS gap
+              FROM stuck_runs_settings AS s) AS c
         WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NULL
           AND _stuck_runs_may_speak_for(l.started_by)
         RETURNING 'alive'::text AS state
@@ -192,53 +225,44 @@ AS $$
                     'unknown'::text)
 $$;
 COMMENT ON FUNCTION _stuck_runs_beat(text) IS
-    'Moves a live life''s heartbeat to the database''s clock: alive; fenced when the life is over (its runs were or will be recovered: the process must stop working on them); unknown when no such life was started.';
+    'Moves a live life''s heartbeat to the database''s clock: alive; fenced when the life is over (its runs were or will be recovered: the process must stop working on them); unknown when this role started no such life.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_owner_states(end_silent boolean, OUT lives jsonb, OUT dead boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    -- Silent lives end here, at the sweep (no clock of the application's).
-    -- The UPDATE finds nothing to write while every instance heartbeats.
     IF end_silent THEN
         -- The first sweep on a new timeline (after a failover) dates it.
         IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
             SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
             INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
         END IF;
+        -- Silent lives end here, at the sweep (no clock of the application's).
+        -- Finds nothing to write while every instance heartbeats; skips a
+        -- life that a claim in flight holds.
         UPDATE stuck_runs_lives AS l
         SET ended_at = pg_catalog.clock_timestamp(), end_reason = 'stopped heartbeating'
-        WHERE l.ended_at IS NULL AND _stuck_runs_silent(l.heartbeat_at);
+        WHERE l.life IN (SELECT e.life FROM stuck_runs_lives AS e
+                         WHERE e.ended_at IS NULL AND _stuck_runs_silent(e.life, e.started_by, e.heartbeat_at)
+                         FOR UPDATE SKIP LOCKED);
     END IF;
-    -- Live lives, and ended ones whose runs may still be active: life ->
+    -- Live lives, and lives ended in the last 15 minutes, whose runs the
+    -- sweeps take at once (later, the threshold takes what is left): life ->
     -- 'live' or what ended it. The views (end_silent false) take silent lives
     -- as ended, so they show what the next sweep will do.
     SELECT coalesce(pg_catalog.jsonb_object_agg(l.life, CASE
                WHEN l.ended_at IS NOT NULL THEN pg_catalog.format('instance %s %s', l.instance, l.end_reason)
-               WHEN _stuck_runs_silent(l.heartbeat_at) THEN pg_catalog.format('instance %s stopped heartbeating', l.instance)
-               ELSE 'live' END), '{}'::jsonb),
-           coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)), false)
-        INTO lives, dead
+               WHEN NOT end_silent AND _stuck_runs_silent(l.life, l.started_by, l.heartbeat_at)
+               THEN pg_catalog.format('instance %s stopped heartbeating', l.instance)
+               ELSE 'live' END), '{}'::jsonb)
+        INTO lives
     FROM stuck_runs_lives AS l
-    WHERE l.cleared_at IS NULL;
+    WHERE l.ended_at IS NULL OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '15 minutes');
+    dead := EXISTS (SELECT FROM pg_catalog.jsonb_each_text(lives) AS e WHERE e.value OPERATOR(pg_catalog.<>) 'live');
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_owner_states(boolean) IS
-    'What the sweep needs to know about owners, as one jsonb: every life not yet cleared, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives that are silent (_stuck_runs_silent). SECURITY DEFINER: any role that may recover reads every life and ends silent ones (what row-level security lets anyone do), without grants on the lives table.';
-
-CREATE OR REPLACE FUNCTION _stuck_runs_clear_lives(cleared text[]) RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-AS $$
-    -- Ended lives no active run names any more: sweeps stop scanning for them.
-    UPDATE stuck_runs_lives AS l SET cleared_at = pg_catalog.clock_timestamp()
-    WHERE l.life OPERATOR(pg_catalog.=) ANY ($1) AND l.ended_at IS NOT NULL AND l.cleared_at IS NULL;
-    -- A cleared life is kept a week, so that a zombie's heartbeat hears it is
-    -- fenced; after that it hears unknown, which means the same.
-    DELETE FROM stuck_runs_lives AS l
-    WHERE l.cleared_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days');
-$$;
-COMMENT ON FUNCTION _stuck_runs_clear_lives(text[]) IS
-    'Marks ended lives as cleared once a sweep found no active run of theirs in any covered table, and forgets lives cleared a week ago.';
+    'What the sweep needs to know about owners, as one jsonb: every live life and every life ended in the last 15 minutes, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives that are silent (_stuck_runs_silent).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_owner_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -273,60 +297,43 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_recoverable_sql(stuck_runs_tables, text, boolean) IS
     'SQL text of "recover row r now", owners included: the threshold for runs without a known live owner, and at once for runs whose owner''s life has ended (lives passed as $5).';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_owned_runs(lives jsonb DEFAULT '{}'::jsonb)
-RETURNS TABLE (table_name text, run_id text, owner text, state text)
+CREATE OR REPLACE FUNCTION _stuck_runs_owned_runs()
+RETURNS TABLE (table_name text, run_id text, owner text)
 LANGUAGE plpgsql VOLATILE
+SET lock_timeout = '2s'  -- see recover_stuck_runs()
 AS $$
 #variable_conflict use_variable
 DECLARE
-    t    stuck_runs_tables;
-    rows jsonb;
+    t         stuck_runs_tables;
+    rows      jsonb;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     -- Active runs that name an owner, in every covered table with an owner
-    -- column, read as each table's owner (its code may run as it is read).
-    -- A table that cannot be read raises; callers decide what that means.
+    -- column, read as each table's owner (its code may run as it is read). A
+    -- table that cannot be read (locked, its owner's code not to run as this
+    -- role, a read-only transaction) is a WARNING, as in the other views.
+    PERFORM _stuck_runs_bound_lock_wait();
     FOR t IN SELECT * FROM _stuck_runs_covered AS c WHERE c.owner_column IS NOT NULL LOOP
-        rows := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
-            'SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(%s, pg_catalog.format(''%%s'', r.%I), %s))'
-            ' FROM %s AS r WHERE %s AND r.%I IS NOT NULL',
-            _stuck_runs_text_sql(t.id_column), t.owner_column, _stuck_runs_owner_sql(t),
-            _stuck_runs_qualified_name(t.table_name),
-            _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
-                                  t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column)),
-            t.owner_column), value => lives::text);
-        RETURN QUERY SELECT t.table_name::text, e OPERATOR(pg_catalog.->>) 0, e OPERATOR(pg_catalog.->>) 1,
-                            e OPERATOR(pg_catalog.->>) 2
-                     FROM pg_catalog.jsonb_array_elements(coalesce(rows, '[]'::jsonb)) AS e;
+        BEGIN
+            rows := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+                'SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(%s, pg_catalog.format(''%%s'', r.%I)))'
+                ' FROM %s AS r WHERE %s AND r.%I IS NOT NULL',
+                _stuck_runs_text_sql(t.id_column), t.owner_column, _stuck_runs_qualified_name(t.table_name),
+                _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
+                                      t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column)),
+                t.owner_column));
+            RETURN QUERY SELECT t.table_name::text, e OPERATOR(pg_catalog.->>) 0, e OPERATOR(pg_catalog.->>) 1
+                         FROM pg_catalog.jsonb_array_elements(coalesce(rows, '[]'::jsonb)) AS e;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; its runs are not counted.', SQLSTATE);
+        END;
     END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
 END
 $$;
-COMMENT ON FUNCTION _stuck_runs_owned_runs(jsonb) IS
-    'Every active run that names an owner, with the owner''s state in the given lives (live, why it ended, or NULL for a life stuck-runs does not know), read as each table''s owner.';
-
-CREATE OR REPLACE FUNCTION _stuck_runs_dead_owners_left(lives jsonb) RETURNS text[]
-LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-    -- Ended lives that still own an active run somewhere (locked by a zombie
-    -- that outlived its life, say); NULL when a table could not be read, so
-    -- that no life is cleared on a guess.
-    RETURN ARRAY(SELECT DISTINCT o.owner FROM _stuck_runs_owned_runs(lives) AS o
-                 WHERE coalesce(o.state, 'live') OPERATOR(pg_catalog.<>) 'live');
-EXCEPTION WHEN OTHERS THEN
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION _stuck_runs_dead_owners_left(jsonb) IS
-    'The ended lives that still own an active run in a covered table, or NULL when some table could not be read.';
-
-CREATE OR REPLACE FUNCTION _stuck_runs_deaths_due() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER
-AS $$
-    SELECT EXISTS (SELECT FROM stuck_runs_lives AS l
-                   WHERE l.cleared_at IS NULL AND (l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)))
-$$;
-COMMENT ON FUNCTION _stuck_runs_deaths_due() IS
-    'Whether some life has ended, or gone silent for dead_after, and its runs may still need recovering: when a heartbeat also sweeps.';
+COMMENT ON FUNCTION _stuck_runs_owned_runs() IS
+    'Every active run that names an owner, read as each table''s owner; a table that cannot be read is a WARNING and is left out.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_start(
     instance     text,
@@ -357,36 +364,53 @@ RETURNS TABLE (state text, recovered integer)
 LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
+DECLARE
+    previous timestamptz;
 BEGIN
+    IF life IS NULL OR pg_catalog.length(life) NOT BETWEEN 8 AND 200 THEN
+        RAISE EXCEPTION 'stuck_runs_heartbeat: life must be the token its instance started with, got %', coalesce(pg_catalog.quote_literal(life), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT l.heartbeat_at INTO previous FROM stuck_runs_lives AS l WHERE l.life OPERATOR(pg_catalog.=) life;
     state := _stuck_runs_beat(life);
     recovered := 0;
-    -- Someone else died (or this very life was declared dead): any live
-    -- instance's heartbeat is a sweep, so a death is acted on within one
-    -- heartbeat interval of dead_after, without pg_cron.
-    IF _stuck_runs_deaths_due() THEN
+    -- A life of this role ended since this one's last heartbeat, or one is
+    -- silent: every live instance sweeps once, so a death is acted on within
+    -- one heartbeat interval after dead_after, without pg_cron. Nothing another
+    -- role does makes this role's heartbeats sweep.
+    IF state OPERATOR(pg_catalog.=) 'alive' AND EXISTS (
+        SELECT FROM stuck_runs_lives AS m
+        WHERE m.life OPERATOR(pg_catalog.<>) life AND _stuck_runs_may_speak_for(m.started_by)
+          AND (m.ended_at OPERATOR(pg_catalog.>=) previous
+               OR (m.ended_at IS NULL AND _stuck_runs_silent(m.life, m.started_by, m.heartbeat_at)))) THEN
         BEGIN
             SELECT pg_catalog.count(*)::integer INTO recovered FROM recover_stuck_runs(max_runs => 1000) AS r;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            -- The heartbeat itself stays recorded, whatever the sweep met
+            -- (a statement_timeout included): a busy sweep never makes a live
+            -- instance look silent.
             RAISE WARNING 'stuck-runs: the heartbeat''s sweep failed: %', SQLERRM
-                USING DETAIL = pg_catalog.format('SQLSTATE %s; the heartbeat itself was recorded.', SQLSTATE);
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the heartbeat was recorded.', SQLSTATE);
             recovered := NULL;
         END;
+        -- Said after the sweep: never alive for a life that has just ended.
+        state := _stuck_runs_beat(life);
     END IF;
     RETURN NEXT;
 END
 $$;
 COMMENT ON FUNCTION stuck_runs_heartbeat(text) IS
-    'Called by a live instance every few seconds (well under dead_after): records the heartbeat of its life (one HOT update) and says whether the life is alive, fenced (it has ended: its runs were or will be recovered, so the process must stop working on them) or unknown. When some life has ended or gone silent, it also sweeps (at most 1000 runs) and says how many runs it recovered.';
+    'Called by a live instance every few seconds (well under dead_after): records the heartbeat of its life (one HOT update) and says whether the life is alive, fenced (it has ended: its runs were or will be recovered, so the process must stop working on them) or unknown. When a life of the same role has ended since its last heartbeat, or is silent, it also sweeps (at most 1000 runs) and says how many runs it recovered (NULL: the sweep failed, with a WARNING).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_hold_life(life text) RETURNS boolean
 LANGUAGE sql VOLATILE
 AS $$
-    -- FOR SHARE: a sweep that ends this life waits for the write it guards to
-    -- commit, and then sees the run it claimed.
+    -- FOR KEY SHARE: ending this life (a key update) waits for the write it
+    -- guards to commit, or skips the life; a heartbeat does not wait.
     SELECT coalesce((SELECT true FROM stuck_runs_lives AS l
                      WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NULL
                        AND _stuck_runs_may_speak_for(l.started_by)
-                     FOR SHARE), false)
+                     FOR KEY SHARE), false)
 $$;
 COMMENT ON FUNCTION _stuck_runs_hold_life(text) IS
     'Whether a life is alive (and this role may speak for it), holding it so until the transaction ends: no sweep can end it in between.';
@@ -427,6 +451,15 @@ BEGIN
     IF NOT _stuck_runs_hold_life(life) THEN
         RETURN false;  -- fenced (or never started): nothing is written
     END IF;
+    -- The column must give the token back as it was given (a uuid column
+    -- writes upper case or braces its own way), or nothing would match it.
+    IF (_stuck_runs_as_owner(t.table_name, pg_catalog.format('SELECT pg_catalog.to_jsonb(pg_catalog.format(''%%s'', $5::%s))',
+            pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.owner_column), NULL)), value => life)
+        OPERATOR(pg_catalog.->>) 0) IS DISTINCT FROM life THEN
+        RAISE EXCEPTION 'stuck_runs_claim: column % of % does not hold the life token % as it is', t.owner_column, t.table_name, life
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the token as the column prints it (a uuid column: lower case, no braces).';
+    END IF;
     RETURN (_stuck_runs_as_owner(t.table_name, pg_catalog.format(
         'WITH claimed AS (UPDATE %1$s AS r SET %2$I = ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''life'')::%3$s, %4$I = %5$s'
         ' WHERE r.%6$I OPERATOR(pg_catalog.=) ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''run'')::%7$s AND %8$s'
@@ -460,6 +493,10 @@ BEGIN
     IF run_id IS NULL OR life IS NULL THEN
         RAISE EXCEPTION 'stuck_runs_progress: run_id and life must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF completed OPERATOR(pg_catalog.<) 0 OR total OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'stuck_runs_progress: completed and total must be 0 or more, got % and %',
+            coalesce(completed::text, 'NULL'), coalesce(total::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF NOT _stuck_runs_hold_life(life) THEN
         RETURN false;
     END IF;
@@ -487,17 +524,18 @@ COMMENT ON FUNCTION stuck_runs_progress(regclass, text, text, integer, integer) 
 CREATE OR REPLACE FUNCTION _stuck_runs_instances()
 RETURNS TABLE (instance text, life text, state text, started_at timestamptz, heartbeat_at timestamptz,
                ended_at timestamptz, end_reason text)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql VOLATILE
 AS $$
     SELECT l.instance, l.life,
-           CASE WHEN l.ended_at IS NOT NULL THEN 'ended' WHEN _stuck_runs_silent(l.heartbeat_at) THEN 'silent'
+           CASE WHEN l.ended_at IS NOT NULL THEN 'ended'
+                WHEN _stuck_runs_silent(l.life, l.started_by, l.heartbeat_at) THEN 'silent'
                 ELSE 'live' END,
            l.started_at, l.heartbeat_at, l.ended_at, l.end_reason
     FROM stuck_runs_lives AS l
-    WHERE l.cleared_at IS NULL OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')
+    WHERE l.ended_at IS NULL OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')
 $$;
 COMMENT ON FUNCTION _stuck_runs_instances() IS
-    'The lives of the last day and those still of interest, for the stuck_runs_instances view.';
+    'The live lives and those that ended in the last day, for the stuck_runs_instances view.';
 
 CREATE OR REPLACE VIEW stuck_runs_instances AS
 SELECT i.instance, i.life, i.state, i.started_at, i.heartbeat_at,

@@ -87,13 +87,15 @@ $$;
 COMMENT ON FUNCTION stuck_runs_harden() IS
     'Pins the search_path of every stuck-runs function of the current schema and revokes EXECUTE from PUBLIC, but for stuck_runs_label(), which sweep indexes call at every write; each migration calls it last.';
 
-CREATE OR REPLACE FUNCTION stuck_runs_grant_sql(role_name text) RETURNS SETOF text
+CREATE OR REPLACE FUNCTION stuck_runs_instance_grant_sql(role_name text) RETURNS SETOF text
 LANGUAGE sql STABLE
 AS $$
-    -- Everything `stuck-runs recover`, `list` and `resume` (and the pg_cron job)
-    -- touch, and nothing more: the schema, every function (the public ones call
-    -- the helpers), the settings, registry and roles (read), the audit (append),
-    -- the views, and each covered table (read and update).
+    -- What an application instance that owns its runs tables needs to start,
+    -- heartbeat, claim and report progress, and to recover its own tables at
+    -- start-up: stuck-runs' schema, functions, settings, registry and views
+    -- (read), the audit (append), the lives and timelines. No other
+    -- application's table: a role that owns an adopted table is not trusted
+    -- with another's.
     SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
@@ -103,8 +105,21 @@ AS $$
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    -- Row-level security decides which lives a role may keep alive or end.
-    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    -- The lives' trigger decides which lives a role may keep alive or end.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.stuck_runs_timelines TO %I', _stuck_runs_schema(), role_name)
+$$;
+COMMENT ON FUNCTION stuck_runs_instance_grant_sql(text) IS
+    'The exact GRANT statements an application instance''s role (the owner of its runs tables) needs to start lives, heartbeat, claim, report progress and recover its own tables, and nothing of other applications: SELECT * FROM stuck_runs_instance_grant_sql(''app'').';
+
+CREATE OR REPLACE FUNCTION stuck_runs_grant_sql(role_name text) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    -- Everything `stuck-runs recover`, `list` and `resume` (and the pg_cron job)
+    -- touch, and nothing more: what an instance needs, plus each covered
+    -- table (read and update) and its schema.
+    SELECT * FROM stuck_runs_instance_grant_sql(role_name)
     UNION ALL
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
@@ -122,7 +137,7 @@ AS $$
         ORDER BY t.table_name::text) AS tables
 $$;
 COMMENT ON FUNCTION stuck_runs_grant_sql(text) IS
-    'The exact GRANT statements a role needs to recover, list and resume runs, and to start, heartbeat, claim and report progress as an application instance, with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
+    'The exact GRANT statements a role needs to recover, list and resume runs in every covered table (and everything stuck_runs_instance_grant_sql() gives an application instance), with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
 
 -- A DO block: yoyo would print a SELECT's result.
 DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;
