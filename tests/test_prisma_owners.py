@@ -243,6 +243,8 @@ def test_restart_recovers_the_killed_processs_run_at_once(
         web1.kill()
 
         apps.append(web2 := App(project, owned_url, "web"))
+        # The README's Guarantees quote this (python -m pytest -s tests/test_prisma_owners.py).
+        print(f"\n[owners] restart: process start to register() returned {web2.registered:.2f} s")
         assert web2.owner["life"] != web1.owner["life"]
         recovered = [line for line in web2.log if line.startswith("[Recovery] ")]
         assert recovered == [
