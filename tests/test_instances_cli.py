@@ -221,3 +221,15 @@ def test_instances_on_an_empty_database_says_so(db_url):
     assert result.exit_code == 0
     assert result.stdout == ""
     assert "[stuck-runs] 0 instance life(s)" in result.stderr
+
+
+def test_instances_errors_are_one_line(empty_db_url):
+    """No server: exit 1, one line, no password. No stuck-runs: it says to migrate."""
+    down = run_cli("--database-url", "postgresql://app:S3cret-pw@127.0.0.1:1/app", "instances")
+    assert down.returncode == 1 and "S3cret-pw" not in down.stderr
+    [line] = down.stderr.splitlines()
+    assert line.startswith("stuck-runs: error: ")
+    bare = run_cli("--database-url", empty_db_url, "instances")
+    assert bare.returncode == 1
+    [line] = bare.stderr.splitlines()
+    assert "run `stuck-runs migrate` first" in line
