@@ -693,6 +693,91 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION resume_run(run_id text, in_table regclass DEFAULT NULL)
+RETURNS TABLE (
+    table_name text,
+    id         text,
+    status     text,
+    completed  integer,
+    total      integer,
+    attempts   integer
+)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t         stuck_runs_tables;
+    found_in  stuck_runs_tables;
+    status_of text;
+    found_status text;
+    resumed   jsonb;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    IF run_id IS NULL THEN
+        RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
+    FOR t IN
+        SELECT * FROM _stuck_runs_covered AS s
+        WHERE in_table IS NULL OR s.table_name OPERATOR(pg_catalog.=) in_table
+    LOOP
+        -- Looked up as the table's owner: the id is converted to the id
+        -- column's type, and a domain's CHECK or a cast is the owner's code.
+        BEGIN
+            status_of := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+                'SELECT pg_catalog.to_jsonb(%s) FROM %s AS r WHERE r.%I OPERATOR(pg_catalog.=) $5::%s FOR UPDATE',
+                _stuck_runs_text_sql(t.status_column), _stuck_runs_qualified_name(t.table_name), t.id_column,
+                pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL)),
+                value => run_id) OPERATOR(pg_catalog.->>) 0;
+        EXCEPTION
+            WHEN data_exception OR integrity_constraint_violation THEN
+                status_of := NULL;  -- not an id this table can hold
+            WHEN OTHERS THEN
+                -- Locked, refused, or its owner's code raised: that table's
+                -- fault, not a reason to fail resuming a run elsewhere.
+                RAISE WARNING 'stuck-runs: % was not searched: %', t.table_name, SQLERRM;
+                status_of := NULL;
+        END;
+        CONTINUE WHEN status_of IS NULL;
+        IF found_in IS NOT NULL THEN
+            RAISE EXCEPTION 'resume_run: run % exists in % and in %; name the table', run_id, found_in.table_name, t.table_name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        found_in := t;
+        found_status := status_of;
+    END LOOP;
+    IF found_in IS NULL THEN
+        RAISE EXCEPTION 'resume_run: no run with id %', run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF found_status OPERATOR(pg_catalog.<>) found_in.failed_status THEN
+        RAISE EXCEPTION 'resume_run: run % is %; only a % run can be resumed', run_id, found_status, found_in.failed_status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    t := found_in;
+    resumed := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+        'UPDATE %s AS r SET %I = %L::%s, %I = %s%s%s%s WHERE r.%I OPERATOR(pg_catalog.=) $5::%s'
+        ' RETURNING pg_catalog.jsonb_build_array(%s, %s, %s, %s, %s)',
+        _stuck_runs_qualified_name(t.table_name), t.status_column, t.active_statuses[1],
+        pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
+        CASE WHEN t.completed_at_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.completed_at_column) END,
+        CASE WHEN t.error_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.error_column) END,
+        CASE WHEN t.attempts_column IS NULL THEN ''
+             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END
+        -- A resumed run waits for a new owner: the life that had it is over.
+        OPERATOR(pg_catalog.||) CASE WHEN t.owner_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.owner_column) END,
+        t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
+        _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_count_sql(t.attempts_column)),
+        value => run_id);
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    RETURN QUERY SELECT t.table_name::text, resumed OPERATOR(pg_catalog.->>) 0, resumed OPERATOR(pg_catalog.->>) 1,
+                        (resumed OPERATOR(pg_catalog.->>) 2)::integer, (resumed OPERATOR(pg_catalog.->>) 3)::integer,
+                        (resumed OPERATOR(pg_catalog.->>) 4)::integer;
+END
+$$;
+
 -- from sql/06_owners.sql
 -- stuck-runs: owners. An application instance (a stable name: a pod, a host, "web")
 -- starts a new life each time its process starts and heartbeats while it lives. A run
@@ -713,30 +798,132 @@ CREATE TABLE IF NOT EXISTS stuck_runs_lives (
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     heartbeat_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     ended_at     timestamptz,
-    end_reason   text,
+    end_reason   text CHECK (end_reason IN ('restarted', 'stopped heartbeating')),
     cleared_at   timestamptz
 ) WITH (fillfactor = 50);
 
 COMMENT ON TABLE stuck_runs_lives IS
-    'One row per life of an application instance: started by stuck_runs_start(), kept alive by stuck_runs_heartbeat(), ended by a newer life of the same instance or by silence longer than stuck_runs_settings.dead_after. cleared_at: no active run names the ended life any more, so sweeps stop looking for it. Written only through those functions (it is not granted to anyone). fillfactor 50 leaves room on each page, so a heartbeat is a HOT update.';
+    'One row per life of an application instance: started by stuck_runs_start(), kept alive by stuck_runs_heartbeat(), ended by a newer life of the same instance or by silence longer than stuck_runs_settings.dead_after. cleared_at: no active run names the ended life any more, so sweeps stop looking for it. Row-level security: every role reads every life (a sweep must know who is alive), only the role that started a life (or may act as it) keeps it alive or ends it, and any role may end a life only once it is silent. fillfactor 50 leaves room on each page, so a heartbeat is a HOT update.';
 
 CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (instance);
 
 CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    -- The login role that started a life (or one that may act as it: the
-    -- runner's role at a deploy, a superuser) may end it or heartbeat it.
-    -- Another application's role may not touch its lives.
-    SELECT coalesce((SELECT pg_catalog.pg_has_role(SESSION_USER, o.oid, 'MEMBER')
+    -- The role that started a life (or one that may act as it: the runner's
+    -- role at a deploy, a superuser) may end it or heartbeat it. The current
+    -- role, not the session's: code of a table's owner that runs during a
+    -- superuser's sweep runs as that owner, and speaks for its lives only.
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(CURRENT_USER, o.oid, 'MEMBER')
                      FROM pg_catalog.pg_roles AS o WHERE o.oid OPERATOR(pg_catalog.=) started_by), false)
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_may_speak_for(oid) IS
-    'Whether this session''s login role may end or heartbeat a life started by the given role: only that role, its members, or a superuser.';
+    'Whether the current role may end or heartbeat a life started by the given role: only that role, its members, or a superuser.';
+
+-- Every heartbeat goes stale at once while the server is down, restarting, or
+-- failing over to a standby: that is no death. A promoted standby's postmaster
+-- may have started long before, so the timeline counts too: the first sweep on
+-- a new timeline records when it saw it.
+CREATE TABLE IF NOT EXISTS stuck_runs_timelines (
+    timeline text PRIMARY KEY,
+    seen_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
+COMMENT ON TABLE stuck_runs_timelines IS
+    'When a sweep first saw each WAL timeline of the server: after a failover, lives are judged silent only once the promoted server has been writing for dead_after.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_timeline() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$
+    -- The timeline this server writes on, from the name of its current WAL
+    -- file; NULL on a standby, which writes nothing and judges no one.
+    SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+                THEN pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_timeline() IS
+    'The WAL timeline the server writes on (it changes at every promotion of a standby), or NULL on a standby.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_up_since() RETURNS timestamptz
+LANGUAGE sql VOLATILE SECURITY DEFINER
+AS $$
+    -- Not seen yet (the first call after a promotion): up from now on.
+    SELECT GREATEST(pg_catalog.pg_postmaster_start_time(),
+                    coalesce((SELECT t.seen_at FROM stuck_runs_timelines AS t
+                              WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()),
+                             pg_catalog.clock_timestamp()))
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_up_since() IS
+    'Since when this server has been up and writing: its start, or the first sweep it ran on its current timeline (after a failover), whichever is later. SECURITY DEFINER: row-level security on the lives asks it for every role.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_silent(heartbeat_at timestamptz) RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    -- No heartbeat for dead_after, by the database's clock, while the server
+    -- itself has been up and writing for dead_after.
+    SELECT heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
+           AND _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
+    FROM stuck_runs_settings AS s
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_silent(timestamptz) IS
+    'Whether a life with this last heartbeat is silent: no heartbeat for dead_after, counted only once the server has been up and writing for dead_after (not right after a restart or a failover).';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_lives_fixed() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whoever may update a row (its role, or anyone ending it once silent)
+    -- changes its state, never whose life it is.
+    IF (NEW.life, NEW.instance, NEW.started_by, NEW.started_at)
+       IS DISTINCT FROM (OLD.life, OLD.instance, OLD.started_by, OLD.started_at) THEN
+        RAISE EXCEPTION 'stuck-runs: a life''s name, instance, role and start never change'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_lives_fixed() IS
+    'Keeps a life''s identity (token, instance, role, start) as it was started: row-level security lets any role end a silent life, and that must not let it take the life over.';
+
+DROP TRIGGER IF EXISTS _stuck_runs_lives_fixed ON stuck_runs_lives;
+
+CREATE TRIGGER _stuck_runs_lives_fixed BEFORE UPDATE ON stuck_runs_lives
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_lives_fixed();
+
+ALTER TABLE stuck_runs_lives ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS stuck_runs_lives_read ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_read ON stuck_runs_lives FOR SELECT USING (true);
+
+DROP POLICY IF EXISTS stuck_runs_lives_start ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_start ON stuck_runs_lives FOR INSERT
+    WITH CHECK (started_by OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                                   WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
+
+DROP POLICY IF EXISTS stuck_runs_lives_own ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_own ON stuck_runs_lives FOR UPDATE
+    USING (_stuck_runs_may_speak_for(started_by));
+
+DROP POLICY IF EXISTS stuck_runs_lives_end ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_end ON stuck_runs_lives FOR UPDATE
+    USING (ended_at IS NOT NULL OR _stuck_runs_silent(heartbeat_at))
+    WITH CHECK (ended_at IS NOT NULL);
+
+DROP POLICY IF EXISTS stuck_runs_lives_forget ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_forget ON stuck_runs_lives FOR DELETE
+    USING (cleared_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days'));
 
 CREATE OR REPLACE FUNCTION _stuck_runs_begin_life(instance text, life text) RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -777,22 +964,22 @@ BEGIN
     -- follows in the same call.
     UPDATE stuck_runs_lives AS l
     SET ended_at = pg_catalog.clock_timestamp(),
-        end_reason = pg_catalog.format('instance %s restarted', l.instance)
+        end_reason = 'restarted'
     WHERE l.instance OPERATOR(pg_catalog.=) instance AND l.ended_at IS NULL
       AND _stuck_runs_may_speak_for(l.started_by);
     IF life IS NOT NULL THEN
         INSERT INTO stuck_runs_lives (life, instance, started_by)
-        VALUES (life, instance, (SELECT o.oid FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) SESSION_USER));
+        VALUES (life, instance, (SELECT o.oid FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
     END IF;
     RETURN 'started';
 END
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_begin_life(text, text) IS
-    'Records a new life of an instance and ends every earlier life of that name the caller may speak for (life NULL: ends them only, for a deploy step that runs before the app). The same life again changes nothing. Returns started, alive or fenced (that life is already over). SECURITY DEFINER: the lives table is granted to no one.';
+    'Records a new life of an instance and ends every earlier life of that name the caller may speak for (life NULL: ends them only, for a deploy step that runs before the app). The same life again changes nothing. Returns started, alive or fenced (that life is already over).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_beat(life text) RETURNS text
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE
 AS $$
     -- One HOT update (heartbeat_at is in no index) when the life is alive.
     WITH beat AS (
@@ -810,44 +997,30 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_beat(text) IS
     'Moves a live life''s heartbeat to the database''s clock: alive; fenced when the life is over (its runs were or will be recovered: the process must stop working on them); unknown when no such life was started.';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_server_up_for() RETURNS interval
-LANGUAGE sql STABLE
-AS $$
-    SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.pg_postmaster_start_time()
-$$;
-
-COMMENT ON FUNCTION _stuck_runs_server_up_for() IS
-    'How long the server has been up: after a restart every heartbeat is stale at once, and no life counts as silent until the server has been up for dead_after.';
-
 CREATE OR REPLACE FUNCTION _stuck_runs_owner_states(end_silent boolean, OUT lives jsonb, OUT dead boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $$
-DECLARE
-    grace interval := (SELECT s.dead_after FROM stuck_runs_settings AS s);
 BEGIN
-    -- Silent lives end here, at the sweep, by the database's clock. Not before
-    -- the server has been up for dead_after: a restart or a long outage makes
-    -- every heartbeat stale at once, and that is no death.
-    IF end_silent AND _stuck_runs_server_up_for() OPERATOR(pg_catalog.>) grace THEN
+    -- Silent lives end here, at the sweep (no clock of the application's).
+    -- The UPDATE finds nothing to write while every instance heartbeats.
+    IF end_silent THEN
+        -- The first sweep on a new timeline (after a failover) dates it.
+        IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
+            SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
+            INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
+        END IF;
         UPDATE stuck_runs_lives AS l
-        SET ended_at = pg_catalog.clock_timestamp(),
-            end_reason = pg_catalog.format('instance %s stopped heartbeating', l.instance)
-        WHERE l.ended_at IS NULL
-          AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) grace);
+        SET ended_at = pg_catalog.clock_timestamp(), end_reason = 'stopped heartbeating'
+        WHERE l.ended_at IS NULL AND _stuck_runs_silent(l.heartbeat_at);
     END IF;
-    -- Live lives, and ended ones whose runs may still be active: life -> 'live'
-    -- or what ended it. The views (end_silent false) count silent lives as
-    -- ended too, so they show what a sweep would do.
+    -- Live lives, and ended ones whose runs may still be active: life ->
+    -- 'live' or what ended it. The views (end_silent false) take silent lives
+    -- as ended, so they show what the next sweep will do.
     SELECT coalesce(pg_catalog.jsonb_object_agg(l.life, CASE
-               WHEN l.ended_at IS NOT NULL THEN l.end_reason
-               WHEN _stuck_runs_server_up_for() OPERATOR(pg_catalog.>) grace
-                    AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) grace)
-               THEN pg_catalog.format('instance %s stopped heartbeating', l.instance)
+               WHEN l.ended_at IS NOT NULL THEN pg_catalog.format('instance %s %s', l.instance, l.end_reason)
+               WHEN _stuck_runs_silent(l.heartbeat_at) THEN pg_catalog.format('instance %s stopped heartbeating', l.instance)
                ELSE 'live' END), '{}'::jsonb),
-           coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL
-                                       OR (_stuck_runs_server_up_for() OPERATOR(pg_catalog.>) grace
-                                           AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) grace))),
-                    false)
+           coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)), false)
         INTO lives, dead
     FROM stuck_runs_lives AS l
     WHERE l.cleared_at IS NULL;
@@ -855,7 +1028,7 @@ END
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_owner_states(boolean) IS
-    'What the sweep needs to know about owners, as one jsonb: every life not yet cleared, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives silent for longer than dead_after (once the server has been up that long).';
+    'What the sweep needs to know about owners, as one jsonb: every life not yet cleared, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives that are silent (_stuck_runs_silent). SECURITY DEFINER: any role that may recover reads every life and ends silent ones (what row-level security lets anyone do), without grants on the lives table.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_clear_lives(cleared text[]) RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
@@ -958,12 +1131,8 @@ COMMENT ON FUNCTION _stuck_runs_dead_owners_left(jsonb) IS
 CREATE OR REPLACE FUNCTION _stuck_runs_deaths_due() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 AS $$
-    SELECT EXISTS (
-        SELECT FROM stuck_runs_lives AS l, stuck_runs_settings AS s
-        WHERE l.cleared_at IS NULL
-          AND (l.ended_at IS NOT NULL
-               OR (l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-                   AND _stuck_runs_server_up_for() OPERATOR(pg_catalog.>) s.dead_after)))
+    SELECT EXISTS (SELECT FROM stuck_runs_lives AS l
+                   WHERE l.cleared_at IS NULL AND (l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)))
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_deaths_due() IS
@@ -1022,7 +1191,7 @@ COMMENT ON FUNCTION stuck_runs_heartbeat(text) IS
     'Called by a live instance every few seconds (well under dead_after): records the heartbeat of its life (one HOT update) and says whether the life is alive, fenced (it has ended: its runs were or will be recovered, so the process must stop working on them) or unknown. When some life has ended or gone silent, it also sweeps (at most 1000 runs) and says how many runs it recovered.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_hold_life(life text) RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE
 AS $$
     -- FOR SHARE: a sweep that ends this life waits for the write it guards to
     -- commit, and then sees the run it claimed.
@@ -1137,16 +1306,15 @@ RETURNS TABLE (instance text, life text, state text, started_at timestamptz, hea
 LANGUAGE sql STABLE SECURITY DEFINER
 AS $$
     SELECT l.instance, l.life,
-           CASE WHEN l.ended_at IS NOT NULL THEN 'ended'
-                WHEN l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-                THEN 'silent' ELSE 'live' END,
+           CASE WHEN l.ended_at IS NOT NULL THEN 'ended' WHEN _stuck_runs_silent(l.heartbeat_at) THEN 'silent'
+                ELSE 'live' END,
            l.started_at, l.heartbeat_at, l.ended_at, l.end_reason
-    FROM stuck_runs_lives AS l, stuck_runs_settings AS s
+    FROM stuck_runs_lives AS l
     WHERE l.cleared_at IS NULL OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_instances() IS
-    'The lives of the last day and those still of interest, for the stuck_runs_instances view (the lives table itself is granted to no one).';
+    'The lives of the last day and those still of interest, for the stuck_runs_instances view.';
 
 CREATE OR REPLACE VIEW stuck_runs_instances AS
 SELECT i.instance, i.life, i.state, i.started_at, i.heartbeat_at,
@@ -1176,6 +1344,9 @@ AS $$
                   _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    -- Row-level security decides which lives a role may keep alive or end.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
@@ -1208,6 +1379,7 @@ BEGIN
         ELSE
             EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %s', _stuck_runs_schema(), g.grantee);
             EXECUTE pg_catalog.format('GRANT SELECT ON stuck_runs_instances TO %s', g.grantee);
+            EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON stuck_runs_lives TO %s', g.grantee);
         END IF;
     END LOOP;
 END

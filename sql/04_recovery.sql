@@ -814,7 +814,9 @@ BEGIN
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN ''
-             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END,
+             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END
+        -- A resumed run waits for a new owner: the life that had it is over.
+        OPERATOR(pg_catalog.||) CASE WHEN t.owner_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.owner_column) END,
         t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
         _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),

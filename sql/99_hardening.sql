@@ -103,6 +103,9 @@ AS $$
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
+    -- Row-level security decides which lives a role may keep alive or end.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
         FROM stuck_runs_tables AS t
