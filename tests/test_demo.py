@@ -256,7 +256,7 @@ def test_demo_story_shows_a_restart_recovering_its_run_while_a_live_owners_run_s
         ["web", "web-life-1", "ended"],
         ["worker", "worker-life-1", "live"],
     ]
-    assert table[2].endswith("instance web restarted")
+    assert table[2].endswith("  restarted")
     with open_conn(empty_db_url) as conn:
         statuses = dict(
             conn.execute(

@@ -189,7 +189,7 @@ def test_instances_lists_lives_with_state_heartbeat_runs_and_end_reason(db_url, 
         ["web", OLD_LIFE, "ended"],
         ["worker", WORKER_LIFE, "live"],
     ]
-    assert lines[1].endswith("instance web restarted")
+    assert lines[1].endswith("  restarted")  # the view's end_reason: restarted
     assert "[stuck-runs] 3 instance life(s)" in human.stderr
 
     as_json = cli("--database-url", db_url, "instances", "--json")
@@ -197,7 +197,7 @@ def test_instances_lists_lives_with_state_heartbeat_runs_and_end_reason(db_url, 
     rows = {row["life"]: row for row in map(json.loads, as_json.stdout.splitlines())}
     assert {life: (r["state"], r["active_runs"], r["end_reason"]) for life, r in rows.items()} == {
         "web-life-2-0000": ("live", 0, None),
-        OLD_LIFE: ("ended", 0, "instance web restarted"),  # its run was recovered at the start
+        OLD_LIFE: ("ended", 0, "restarted"),  # its run was recovered at the start
         WORKER_LIFE: ("live", 1, None),
     }
     assert all(0 <= r["silent_for_seconds"] < 60 for r in rows.values())
