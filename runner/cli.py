@@ -28,6 +28,7 @@ COMMANDS = {
     "migrate": "install:migrate",
     "recover": "recovery:recover",
     "list": "recovery:list_runs",
+    "instances": "recovery:instances",
     "resume": "recovery:resume",
     "adopt": "adoption:adopt",
     "unadopt": "adoption:unadopt",

@@ -240,6 +240,32 @@ def interval_option(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def instance_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--instance NAME, for the commands a deploy step runs before the app (recover, start).
+
+    The app's own start-up (stuck_runs_start with a life of its own) ends its
+    earlier lives too; this ends them one step sooner, before the app is up,
+    so that the runs a killed process left are recovered by the deploy itself.
+    """
+
+    def checked(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        # stuck_runs_start() says the same, but only after the active runs were listed:
+        # a usage error is refused before anything is read (one line under --fail-open).
+        if value is not None and not 1 <= len(value) <= 200:
+            raise click.BadParameter("instance must be a name of 1 to 200 characters")
+        return value
+
+    return click.option(
+        "--instance",
+        envvar="STUCK_RUNS_INSTANCE",
+        metavar="NAME",
+        callback=checked,
+        help="The application instance this deploy restarts (a pod or host name, 'web'): "
+        "every earlier life of NAME ends, and the runs it owned are recovered now, whatever "
+        "their idle time. Env: STUCK_RUNS_INSTANCE.",
+    )(func)
+
+
 def index_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """--index-timeout, for the commands that build sweep indexes (migrate, adopt)."""
     return click.option(

@@ -415,6 +415,71 @@ def _story(uri: str, echo: Callable[[str], None]) -> None:
             "The healthy long run and the fresh one were left alone; "
             "the two stuck runs are FAILED with their progress kept."
         )
+        _owners(conn, echo)
+
+
+def _owners(conn: psycopg.Connection, echo: Callable[[str], None]) -> None:
+    """Owners: a restarted instance recovers its own run in its first call, at once, while
+    another instance's run, silent past the threshold, stays: its owner is alive.
+
+    The SQL an app calls itself (the README's instrumentation.ts does the same through
+    Prisma), shown as it runs: the threshold plays no part in either outcome.
+    """
+
+    def call(statement: str, *params: str) -> list[dict[str, Any]]:
+        shown = statement
+        for value in params:
+            shown = shown.replace("%s", "'" + value.replace("'", "''") + "'", 1)
+        echo(f"  {shown};")
+        return conn.execute(statement, params).fetchall()
+
+    table = "stuck_runs.qualification_runs"
+    echo("")
+    echo(
+        "Owners: each start of an app instance is a new life; a restart recovers its runs at once."
+    )
+    echo("Instance 'worker' starts, claims a run and keeps heartbeating; its run makes no")
+    echo("progress write for 40 minutes (a long model call), longer than the threshold:")
+    call("SELECT count(*) FROM stuck_runs.stuck_runs_start(%s, %s)", "worker", "worker-life-1")
+    conn.execute(
+        f"INSERT INTO {table} (id, status, completed, total) VALUES"
+        " ('run-worker-silent', 'PROCESSING', 3, 50), ('run-web', 'PROCESSING', 2, 10)"
+    )
+    call(
+        f"SELECT stuck_runs.stuck_runs_claim('{table}', %s, %s)",
+        "run-worker-silent",
+        "worker-life-1",
+    )
+    conn.execute(
+        f"UPDATE {table} SET created_at = now() - interval '45 minutes',"
+        " updated_at = now() - interval '40 minutes' WHERE id = 'run-worker-silent'"
+    )
+    echo("Instance 'web' starts (life 1) and claims a run, which it works on:")
+    call("SELECT count(*) FROM stuck_runs.stuck_runs_start(%s, %s)", "web", "web-life-1")
+    call(f"SELECT stuck_runs.stuck_runs_claim('{table}', %s, %s)", "run-web", "web-life-1")
+    echo("web's process dies (kill -9 in a deploy). Its next process starts life 2:")
+    rows = call(
+        "SELECT * FROM stuck_runs.stuck_runs_start(%s, %s, older_than => '5 minutes')",
+        "web",
+        "web-life-2",
+    )
+    echo(f"Recovered {len(rows)} run(s) in that same call, idle for less than a second:")
+    for row in rows:
+        echo(output.recovered_line(row))
+    [beat] = call("SELECT * FROM stuck_runs.stuck_runs_heartbeat(%s)", "worker-life-1")
+    echo(f"  -> worker's heartbeat: {beat['state']}, {beat['recovered']} run(s) recovered")
+    # The stuck_runs view says what a sweep would take: not this run, whose owner is alive.
+    [silent] = conn.execute(
+        "SELECT a.*, EXISTS (SELECT FROM stuck_runs.stuck_runs AS s WHERE s.run_id = a.run_id)"
+        " AS stuck FROM stuck_runs.active_runs AS a WHERE a.run_id = 'run-worker-silent'"
+    ).fetchall()
+    echo(output.active_line(silent) + ": untouched, its owner is alive")
+    echo("")
+    echo("stuck-runs instances (SELECT * FROM stuck_runs.stuck_runs_instances):")
+    lives = conn.execute("SELECT * FROM stuck_runs.stuck_runs_instances").fetchall()
+    cells = [output.instance_cells(row) for row in lives]
+    for line in output.table_lines(output.INSTANCE_HEADERS, cells):
+        echo(f"  {line}")
 
 
 def _seed(conn: psycopg.Connection, echo: Callable[[str], None]) -> None:

@@ -71,6 +71,7 @@ def recovered_line(row: Mapping[str, Any]) -> str:
         f"  - Run {_run_name(row)}: {_progress(row)} completed "
         f"(status: {shown(row['previous_status'])} {ARROW} {shown(status)}), "
         f"idle: {human_duration(row['idle'])}"
+        + (f" ({shown(row['reason'])})" if row.get("reason") is not None else "")
     )
 
 
@@ -101,3 +102,28 @@ def json_line(row: Mapping[str, Any]) -> str:
         else:
             out[key] = value
     return json.dumps(out, default=str)
+
+
+INSTANCE_HEADERS = ("INSTANCE", "LIFE", "STATE", "LAST HEARTBEAT", "ACTIVE RUNS", "END REASON")
+
+
+def instance_cells(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """One life of stuck_runs_instances as a table row: its heartbeat as an age, by the
+    database's clock (silent_for), never the two clocks mixed."""
+    return (
+        shown(row["instance"]),
+        shown(row["life"]),
+        shown(row["state"]),
+        f"{human_duration(row['silent_for'])} ago",
+        str(row["active_runs"]),
+        "" if row.get("end_reason") is None else shown(row["end_reason"]),
+    )
+
+
+def table_lines(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Columns as wide as their widest cell, two spaces apart, no trailing blanks."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (headers, *rows)
+    ]

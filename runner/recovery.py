@@ -16,6 +16,7 @@ from .connection import Deadline, Target, pin_transactions, pinned
 from .context import (
     Settings,
     fail,
+    instance_option,
     interval_option,
     locate,
     note,
@@ -72,6 +73,7 @@ from .sweep import (
     help="Requeue (back to PENDING) a stuck run that has had fewer than N retries; "
     "fail the others. Default: fail every stuck run. Env: STUCK_RUNS_MAX_ATTEMPTS.",
 )
+@instance_option
 @click.option("--dry-run", is_flag=True, help="Show what would be recovered; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per run.")
 @click.option(
@@ -89,6 +91,7 @@ def recover(
     max_runs: int | None,
     batch_size: int,
     max_attempts: int | None,
+    instance: str | None,
     dry_run: bool,
     as_json: bool,
     fail_open: bool,
@@ -111,12 +114,14 @@ def recover(
       stuck-runs recover --older-than '5 minutes'
       stuck-runs recover --dry-run
       stuck-runs recover --fail-open && exec node server.js
+      stuck-runs recover --instance web --fail-open && exec node server.js
     """
     request = Request(
         older_than=older_than,
         max_runs=max_runs,
         batch_size=batch_size,
         max_attempts=max_attempts,
+        instance=instance,
         dry_run=dry_run,
         as_json=as_json,
         connect_timeout=connect_timeout,
@@ -188,6 +193,48 @@ def list_runs(
     failure = lost_coverage(lost)
     if failure:
         fail(failure, fail_open=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per life.")
+@timeout_options
+@click.pass_obj
+def instances(
+    settings: Settings, as_json: bool, connect_timeout: float, statement_timeout: float
+) -> None:
+    """List application instances and their lives: state, last heartbeat, active runs.
+
+    A life is live, silent (no heartbeat for stuck_runs_settings.dead_after: the
+    next sweep ends it) or ended (a newer life of the same instance started, or
+    it stopped heartbeating); the runs an ended life owned are recovered at once.
+    Reads the stuck_runs_instances view, by the database's clock; changes nothing.
+
+    \b
+    Example: stuck-runs instances --json | jq 'select(.state != "live")'
+    """
+
+    def work(target: Target) -> int:
+        with open_connection(target, connect_timeout, statement_timeout) as conn:
+            print_notices(conn)
+            with pinned(conn, target, statement_timeout):
+                target = locate(conn, target, settings)
+                rows = conn.execute(
+                    "SELECT instance, life, state, started_at, heartbeat_at, silent_for,"
+                    " ended_at, end_reason, active_runs FROM stuck_runs_instances"
+                    " ORDER BY instance, started_at DESC"
+                ).fetchall()
+                if as_json:
+                    for row in rows:
+                        click.echo(output.json_line(row))
+                elif rows:
+                    cells = [output.instance_cells(row) for row in rows]
+                    for line in output.table_lines(output.INSTANCE_HEADERS, cells):
+                        click.echo(line)
+                raise psycopg.Rollback()  # read only: nothing to commit
+        return len(rows)
+
+    count = run(settings, work, deadline=connect_timeout + statement_timeout)
+    note(f"{count} instance life(s)")
 
 
 @click.command()

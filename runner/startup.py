@@ -28,6 +28,7 @@ from .context import (
     describe,
     fail,
     install_refused,
+    instance_option,
     interval_option,
     note,
     run,
@@ -80,6 +81,7 @@ _LEAST_RECOVERY = 0.5
     help="Requeue a stuck run that has had fewer than N retries; fail the others. "
     "Env: STUCK_RUNS_MAX_ATTEMPTS.",
 )
+@instance_option
 @click.option(
     "--timeout",
     "total",
@@ -115,6 +117,7 @@ def start(
     older_than: str | None,
     batch_size: int,
     max_attempts: int | None,
+    instance: str | None,
     total: float,
     connect_timeout: float,
     strict: bool,
@@ -157,6 +160,7 @@ def start(
         older_than=older_than,
         batch_size=batch_size,
         max_attempts=max_attempts,
+        instance=instance,
         connect_timeout=connect_timeout,
     )
 

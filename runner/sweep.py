@@ -66,6 +66,7 @@ _PARAMETER_OPTIONS = {
     "older_than": "--older-than",
     "max_runs": "--limit/--batch-size",
     "max_attempts": "--max-attempts",
+    "instance": "--instance",
 }
 
 
@@ -77,6 +78,9 @@ class Request:
     max_runs: int | None = None
     batch_size: int | None = None
     max_attempts: int | None = None
+    # The application instance this deploy step restarts: its first batch ends
+    # that instance's earlier lives and recovers their runs at once.
+    instance: str | None = None
     dry_run: bool = False
     as_json: bool = False
     connect_timeout: float = 5.0
@@ -226,13 +230,22 @@ def _show_active(conn: psycopg.Connection, bound: float) -> None:
         click.echo(f"  ... and {active - len(rows)} more", err=True)
 
 
-def _recover_call(older_than: str | None) -> str:
+def _recover_call(older_than: str | None, *, start: bool = False) -> str:
     """The statement is fixed text; option values only ever travel as parameters.
 
     Every argument is given, typed: an exact match, which no overload planted
     beside the function (a schema others may create in) can beat or make ambiguous.
+    With `start` (the first batch of `--instance NAME`) it is stuck_runs_start()
+    with no life of its own: a deploy step that runs before the app ends every
+    earlier life of NAME, so their runs are recovered in this very batch,
+    whatever their idle time; the batches after it are plain recoveries.
     """
     threshold = "_stuck_runs_threshold()" if older_than is None else "%(older_than)s::interval"
+    if start:
+        return (
+            "SELECT * FROM stuck_runs_start(%(instance)s::text, NULL::text, "
+            f"{threshold}, %(max_runs)s::integer, %(max_attempts)s::integer)"
+        )
     return (
         f"SELECT * FROM recover_stuck_runs({threshold}, %(max_runs)s::integer,"
         " %(max_attempts)s::integer)"
@@ -258,6 +271,7 @@ def recover_into(
         "older_than": request.older_than,
         "max_runs": request.max_runs,
         "max_attempts": request.max_attempts,
+        "instance": request.instance,
     }
     with open_connection(target, request.connect_timeout, request.statement_timeout) as conn:
         print_notices(conn, on_warning=outcome.fault)
@@ -282,6 +296,7 @@ def recover_into(
                 _show_active(conn, min(LIST_SECONDS, request.statement_timeout / 3))
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
         batches = bool(request.batch_size) and not request.dry_run
+        start = request.instance is not None  # the first batch begins with the instance's restart
         while True:
             call = dict(params)
             timeout = request.statement_timeout
@@ -298,13 +313,14 @@ def recover_into(
                         _count_remaining(conn, target, request, outcome, timeout)
                         return
             try:
-                taken = _one_batch(conn, target, call, request, timeout, outcome)
+                taken = _one_batch(conn, target, call, request, timeout, outcome, start=start)
             except psycopg.errors.QueryCanceled:
                 if timeout >= request.statement_timeout:
                     raise
                 outcome.backlog = True  # the start-up bound ran out mid-batch
                 return
             on_commit()
+            start = False
             if not batches:
                 return
             if taken < call["max_runs"]:
@@ -359,6 +375,8 @@ def _one_batch(
     request: Request,
     timeout: float,
     outcome: Outcome,
+    *,
+    start: bool = False,
 ) -> int:
     """One call of recover_stuck_runs in a transaction of its own; returns how many it took.
 
@@ -376,7 +394,7 @@ def _one_batch(
                 # A batch's rows come over in a few round trips, not one per
                 # 100 rows (psycopg's default): a backlog is many batches.
                 cur.itersize = _FETCH_ROWS
-                cur.execute(_recover_call(request.older_than), call)
+                cur.execute(_recover_call(request.older_than, start=start), call)
                 for row in cur:
                     taken += 1
                     requeued += row["action"] == "requeued"

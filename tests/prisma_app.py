@@ -24,12 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
 README = PRISMA_DIR.parent.parent / "README.md"
 PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
-HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts")
+HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts", "lib/qualify.ts")
 SNIPPETS = (
     "prisma.config.ts",
     "lib/prisma.ts",
     "lib/progress.ts",
+    "lib/owner.ts",
     "instrumentation.ts",
+    "app/api/qualify/route.ts",
     "app/api/qualify/recovery/route.ts",
 )
 OFFLINE = {
@@ -110,6 +112,7 @@ def build_project(root: Path) -> Path:
     """
     install_node_modules()
     for name in (*PROJECT_FILES, *HARNESS_FILES):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PRISMA_DIR / name, root / name)
     (root / "node_modules").symlink_to(PRISMA_DIR / "node_modules")
     snippets = typescript_snippets(readme_prisma_text())

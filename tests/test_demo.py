@@ -222,3 +222,50 @@ def test_a_demo_whose_server_cannot_start_leaves_no_folder(shared_tmp):
     ]
     assert stop_servers_under(shared_tmp) == []
     assert list(shared_tmp.iterdir()) == []
+
+
+def test_demo_story_shows_a_restart_recovering_its_run_while_a_live_owners_run_stays(
+    empty_db_url,
+):
+    """The owners scene, on the suite's server: web's new life recovers the run its killed
+    life claimed in the start-up call itself (idle under a second, reason 'instance web
+    restarted'), while worker's run, silent for 40 minutes past the 5-minute threshold,
+    stays PROCESSING because worker heartbeats."""
+    from runner.demo import _story
+
+    from .helpers import open_conn
+
+    lines: list[str] = []
+    _story(empty_db_url, lines.append)
+    assert (
+        "  - Run run-web: 2/10 completed (status: PROCESSING \u2192 FAILED), idle: 0s"
+        " (instance web restarted)"
+    ) in lines, lines
+    assert "Recovered 1 run(s) in that same call, idle for less than a second:" in lines
+    [silent] = [line for line in lines if line.startswith("  - run-worker-silent:")]
+    assert silent == (
+        "  - run-worker-silent: PROCESSING, 3/50, age: 45min, idle: 40min: untouched, its owner"
+        " is alive"
+    )
+    table = lines[
+        lines.index("stuck-runs instances (SELECT * FROM stuck_runs.stuck_runs_instances):") + 1 :
+    ]
+    assert [line.split()[:3] for line in table] == [
+        ["INSTANCE", "LIFE", "STATE"],
+        ["web", "web-life-2", "live"],
+        ["web", "web-life-1", "ended"],
+        ["worker", "worker-life-1", "live"],
+    ]
+    assert table[2].endswith("  restarted")
+    with open_conn(empty_db_url) as conn:
+        statuses = dict(
+            conn.execute(
+                "SELECT id, status FROM stuck_runs.qualification_runs"
+                " WHERE id IN ('run-web', 'run-worker-silent')"
+            ).fetchall()
+        )
+        assert statuses == {"run-web": "FAILED", "run-worker-silent": "PROCESSING"}
+        reasons = conn.execute(
+            "SELECT run_id, reason FROM stuck_runs.run_recoveries WHERE reason IS NOT NULL"
+        ).fetchall()
+        assert reasons == [("run-web", "instance web restarted")]
