@@ -1,0 +1,408 @@
+"""`stuck-runs export --prisma`: stuck-runs installed and upgraded by `prisma migrate deploy` (issue 21).
+
+A Node app whose migrations are Prisma's writes stuck-runs' migrations into prisma/migrations
+once (`stuck-runs export --prisma`, where Python is at hand: a developer's machine), and from
+then on its production image needs no Python: Prisma's own migrate engine (tests/prisma's
+WebAssembly schema engine) applies them, and the README's instrumentation.ts recovers at
+start-up through the real Prisma 7 client. Every node step here runs with a PATH that holds
+node and nothing else, so no Python can be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.connection import parse_database_url
+from runner.export import MARKER, export_prisma
+from runner.migrations import migrations_dir
+from runner.releases import migration_ids
+
+from .helpers import open_conn, run_cli, with_query
+from .prisma_app import OFFLINE, node_url
+from .test_prisma import seed, statements, statuses
+
+NEEDS_NODE = pytest.mark.skipif(
+    not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm"
+)
+PRISMA = [pytest.mark.slow, NEEDS_NODE]
+INIT = "20260101000000_init"  # the app's first migration, as `prisma migrate dev` names it
+INSTRUMENTATION = "instrumentation.ts"
+
+
+@pytest.fixture(scope="module")
+def node_only(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH with node and nothing else: the app's production image, without Python."""
+    directory = tmp_path_factory.mktemp("node-only-bin")
+    node = shutil.which("node")
+    assert node is not None
+    (directory / "node").symlink_to(node)
+    path = str(directory)
+    for python in ("python", "python3", "python3.11", "stuck-runs", "sh"):
+        assert shutil.which(python, path=path) is None
+    return path
+
+
+def on_node(
+    project: Path, *args: str, path: str, url: str, check: bool = True, env: dict | None = None
+):
+    """A tool of the app's node_modules (tsx), run with `path` as the whole PATH."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PATH", "PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(
+        [str(project / "node_modules" / ".bin" / args[0]), *args[1:]],
+        cwd=project,
+        env=base | OFFLINE | {"PATH": path, "DATABASE_URL": url} | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def deploy(project: Path, url: str, migrations: Path, path: str) -> list[str]:
+    """`prisma migrate deploy`: the names of the migrations it applied."""
+    out = on_node(
+        project,
+        "tsx",
+        "schema-engine.ts",
+        "deploy",
+        "schema.prisma",
+        str(migrations),
+        path=path,
+        url=url,
+    ).stdout
+    return out.split()
+
+
+def engine_on(project: Path, command: str, url: str, migrations: Path, path: str) -> str:
+    return on_node(
+        project,
+        "tsx",
+        "schema-engine.ts",
+        command,
+        "schema.prisma",
+        str(migrations),
+        path=path,
+        url=url,
+    ).stdout
+
+
+def register(project: Path, url: str, path: str) -> str:
+    """Next.js's start-up hook, instrumentation.ts's register(), as `next start` calls it."""
+    result = on_node(
+        project,
+        "tsx",
+        "run-snippet.ts",
+        INSTRUMENTATION,
+        "register",
+        path=path,
+        url=url,
+        env={"NEXT_RUNTIME": "nodejs", "NODE_ENV": "production"},
+    )
+    env_free = [line for line in result.stdout.splitlines() if not line.startswith("@@")]
+    return "\n".join(env_free) + result.stderr
+
+
+@pytest.fixture
+def app_migrations(tmp_path: Path, prisma_init_migration: str) -> Path:
+    """The app's prisma/migrations: its first migration, which creates qualification_runs."""
+    (tmp_path / "migrations" / INIT).mkdir(parents=True)
+    (tmp_path / "migrations" / INIT / "migration.sql").write_text(prisma_init_migration)
+    return tmp_path / "migrations"
+
+
+@pytest.fixture
+def app_url(empty_db_url: str) -> str:
+    return with_query(node_url(empty_db_url), schema="app")
+
+
+def export(migrations: Path, *args: str) -> list[str]:
+    """`stuck-runs export --prisma DIR ...` on the developer's machine: the names it wrote."""
+    result = run_cli("export", "--prisma", str(migrations), *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line.split("/")[-2] for line in result.stdout.splitlines() if line.startswith("wrote ")]
+
+
+def yoyo(url: str) -> list[tuple[str, str]]:
+    """What yoyo's bookkeeping says was applied, and how (the log's operations)."""
+    with open_conn(url) as conn:
+        return conn.execute(
+            "SELECT m.migration_id, l.operation FROM stuck_runs._yoyo_migration AS m"
+            " JOIN stuck_runs._yoyo_log AS l USING (migration_hash) ORDER BY m.applied_at_utc"
+        ).fetchall()
+
+
+def sweep_index(url: str) -> tuple[int, bool] | None:
+    with open_conn(url) as conn:
+        return conn.execute(
+            "SELECT i.indexrelid::bigint, i.indisvalid FROM pg_index AS i"
+            " WHERE i.indexrelid = to_regclass('app.qualification_runs_stuck_runs_idx')"
+        ).fetchone()
+
+
+ALL = migration_ids(migrations_dir())
+RELEASE_NAMES = ["stuck_runs_0_1", "stuck_runs_0_2", "stuck_runs_0_3"]
+
+
+@pytest.mark.parametrize("data_first", [False, True], ids=["empty-database", "with-data"])
+@pytest.mark.slow
+@NEEDS_NODE
+def test_deploy_installs_stuck_runs_and_the_app_recovers_without_python(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str, data_first: bool
+) -> None:
+    """`prisma migrate deploy` installs stuck-runs and adopts the table, the app's next
+    migration in the same deploy lands in the app's schema, and register() recovers the
+    stuck run and leaves the live one; `stuck-runs migrate` then finds nothing to do."""
+    project = prisma_project
+    if data_first:  # an app in production for a while: its runs are there first
+        assert deploy(project, app_url, app_migrations, node_only) == [INIT]
+        with open_conn(app_url) as conn:
+            seed(conn, "run-stuck", "PROCESSING", "2 hours")
+            seed(conn, "run-live", "PROCESSING", "10 seconds", done=5)
+            seed(conn, "run-done", "COMPLETED", "3 hours", done=10)
+    written = export(app_migrations, "--adopt", "qualification_runs")
+    assert [name.split("_", 1)[1] for name in written] == [
+        *RELEASE_NAMES,
+        "stuck_runs_adopt_qualification_runs",
+    ]
+    assert written == sorted(written) and written[0] > INIT
+    later = app_migrations / "29990101000000_later" / "migration.sql"
+    later.parent.mkdir()
+    later.write_text('CREATE TABLE "LaterTable" (id integer PRIMARY KEY);\n')
+
+    applied = deploy(project, app_url, app_migrations, node_only)
+    assert applied == ([] if data_first else [INIT]) + written + [later.parent.name]
+    assert yoyo(app_url) == [(migration, "apply") for migration in ALL]
+    index = sweep_index(app_url)
+    assert index is not None and index[1], "no valid sweep index"
+    with open_conn(app_url) as conn:
+        # The app's next migration ran with its own search_path, not stuck-runs'.
+        assert conn.execute("SELECT to_regclass('app.\"LaterTable\"') IS NOT NULL").fetchone()[0]
+        assert conn.execute("SELECT to_regclass('stuck_runs.\"LaterTable\"')").fetchone()[0] is None
+        assert conn.execute(
+            "SELECT schema_name, relation_name, adopted_by = current_user::regrole"
+            " FROM stuck_runs.stuck_runs_tables WHERE NOT managed"
+        ).fetchall() == [("app", "qualification_runs", True)]
+        if not data_first:
+            seed(conn, "run-stuck", "PROCESSING", "2 hours")
+            seed(conn, "run-live", "PROCESSING", "10 seconds", done=5)
+            seed(conn, "run-done", "COMPLETED", "3 hours", done=10)
+
+    log = register(project, app_url, node_only)
+    assert "[Recovery] failed" not in log, log
+    assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
+    with open_conn(app_url) as conn:
+        assert statuses(conn) == {
+            "run-stuck": "FAILED",
+            "run-live": "PROCESSING",
+            "run-done": "COMPLETED",
+        }
+
+    # The runner, where there is one, recognises the install as its own.
+    migrated = run_cli("--database-url", app_url, "migrate", "--adopt", "qualification_runs")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "nothing to apply" in migrated.stderr and "adopted" not in migrated.stderr
+    assert "warning" not in migrated.stderr, migrated.stderr
+    assert sweep_index(app_url) == index
+    recovered = run_cli("--database-url", app_url, "recover")
+    assert recovered.returncode == 0 and "warning" not in recovered.stderr, recovered.stderr
+    assert yoyo(app_url) == [(migration, "apply") for migration in ALL]
+
+
+@pytest.mark.slow
+@NEEDS_NODE
+def test_prisma_sees_no_drift_through_its_shadow_database(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str
+) -> None:
+    """After deploy, `prisma migrate dev` would create the next migration (no reset), the
+    history replayed in a shadow database matches the live database, and schema.prisma wants
+    nothing: stuck-runs' own migrations, replayed in the shadow database, leave no trace there
+    that the live database lacks."""
+    project = prisma_project
+    export(app_migrations, "--adopt", "qualification_runs")
+    deploy(project, app_url, app_migrations, node_only)
+    assert engine_on(project, "dev", app_url, app_migrations, node_only) == "createMigration\n"
+    assert statements(engine_on(project, "history", app_url, app_migrations, node_only)) == []
+    assert statements(engine_on(project, "next", app_url, app_migrations, node_only)) == []
+    assert statements(engine_on(project, "drift", app_url, app_migrations, node_only)) == []
+
+
+@pytest.mark.slow
+@NEEDS_NODE
+def test_an_exported_release_upgrades_the_one_before(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str, tmp_path: Path
+) -> None:
+    """Exported by a stuck-runs that had 0.1 and 0.2 only, deployed; then by one that had
+    0.3's first migration, deployed; then by this one: each export writes only what is new,
+    after what is there, and each deploy applies it, as `stuck-runs migrate` would have."""
+    project = prisma_project
+    deploy(project, app_url, app_migrations, node_only)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    steps = [ALL[:3], ALL[:4], ALL]
+    assert ALL[2] == "0003_beside_the_app" and len(ALL) >= 5
+    seen: list[str] = []
+    for n, migrations in enumerate(steps):
+        for migration in migrations:
+            shutil.copy(migrations_dir() / f"{migration}.sql", shipped)
+        adopt = {"adopt": "qualification_runs"} if n == len(steps) - 1 else {}
+        written = export_prisma(app_migrations, "stuck_runs", source=shipped, **adopt)
+        assert written and all(name > max([INIT, *seen]) for name in written), written
+        if n == 0:
+            assert [name.split("_", 1)[1] for name in written] == RELEASE_NAMES[:2]
+        elif n == 1:
+            assert [name.split("_", 1)[1] for name in written] == ["stuck_runs_0_3"]
+        else:
+            # 0.3's later migrations, exported after its first: a migration of their own.
+            assert [name.split("_", 1)[1] for name in written] == [
+                f"stuck_runs_0_3_{ALL[4].split('_')[0]}",
+                "stuck_runs_adopt_qualification_runs",
+            ]
+        seen += written
+        assert deploy(project, app_url, app_migrations, node_only) == written
+        assert [m for m, _ in yoyo(app_url)] == migrations
+        if n == 0:
+            with open_conn(app_url) as conn:
+                seed(conn, "run-stuck", "PROCESSING", "2 hours")
+                seed(conn, "run-live", "PROCESSING", "10 seconds", done=5)
+    assert export_prisma(app_migrations, "stuck_runs", adopt="qualification_runs") == []
+    log = register(project, app_url, node_only)
+    assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
+    assert engine_on(project, "dev", app_url, app_migrations, node_only) == "createMigration\n"
+    assert statements(engine_on(project, "history", app_url, app_migrations, node_only)) == []
+
+
+@pytest.mark.slow
+@NEEDS_NODE
+def test_a_runner_installed_stuck_runs_is_recognised_not_installed_twice(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str
+) -> None:
+    """A database where `stuck-runs start --adopt` installed and adopted everything: the
+    exported migrations are recorded by Prisma and change nothing (no migration applied
+    again, the registry entry and the sweep index the same)."""
+    project = prisma_project
+    deploy(project, app_url, app_migrations, node_only)
+    started = run_cli(
+        "--database-url", app_url, "start", "--adopt", "qualification_runs", "--strict"
+    )
+    assert started.returncode == 0, started.stderr
+    before_yoyo, before_index = yoyo(app_url), sweep_index(app_url)
+    entry = "SELECT to_jsonb(t) FROM stuck_runs.stuck_runs_tables AS t WHERE NOT t.managed"
+    with open_conn(app_url) as conn:
+        [(before_entry,)] = conn.execute(entry).fetchall()
+
+    written = export(app_migrations, "--adopt", "qualification_runs")
+    assert deploy(project, app_url, app_migrations, node_only) == written
+    assert yoyo(app_url) == before_yoyo == [(migration, "apply") for migration in ALL]
+    assert sweep_index(app_url) == before_index
+    with open_conn(app_url) as conn:
+        assert conn.execute(entry).fetchall() == [(before_entry,)]
+        seed(conn, "run-stuck", "PROCESSING", "2 hours")
+    log = register(project, app_url, node_only)
+    assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
+    assert engine_on(project, "dev", app_url, app_migrations, node_only) == "createMigration\n"
+
+
+@pytest.mark.slow
+@NEEDS_NODE
+def test_a_0_1_install_in_the_apps_schema_stops_the_deploy_with_the_command_that_moves_it(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str
+) -> None:
+    """stuck-runs 0.1 lived in the app's schema: a second install beside it would sweep the
+    same tables twice. The deploy stops (nothing of stuck-runs applied) and says what to run."""
+    from .test_upgrades import build_release
+
+    project = prisma_project
+    deploy(project, app_url, app_migrations, node_only)
+    build_release(app_url, "app", ("0001_core", "0002_retries"))
+    export(app_migrations)
+    failed = on_node(
+        project,
+        "tsx",
+        "schema-engine.ts",
+        "deploy",
+        "schema.prisma",
+        str(app_migrations),
+        path=node_only,
+        url=app_url,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "stuck-runs 0.1 is installed in schema app" in failed.stderr + failed.stdout
+    assert "stuck-runs migrate --relocate" in failed.stderr + failed.stdout
+    with open_conn(app_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('stuck_runs')").fetchone()[0] is None
+
+
+def test_export_writes_each_release_once_after_every_migration_there(tmp_path: Path) -> None:
+    """Running it again writes nothing; new migrations sort after the newest one there, even
+    one dated in the future; another schema than the one exported before is refused."""
+    migrations = tmp_path / "migrations"
+    (migrations / "29990101000000_future").mkdir(parents=True)
+    written = export(migrations, "--adopt", "qualification_runs")
+    assert len(written) == 4 and all(name > "29990101000000_future" for name in written)
+    assert export(migrations, "--adopt", "qualification_runs") == []
+    # Another mapping is another adoption; the same one again is nothing new.
+    again = export(migrations, "--adopt", "qualification_runs", "--column", "updated_at=updatedAt")
+    assert [name.split("_", 1)[1] for name in again] == ["stuck_runs_adopt_qualification_runs"]
+    assert (
+        export(migrations, "--adopt", "qualification_runs", "--column", "updated_at=updatedAt")
+        == []
+    )
+    for name in written:
+        assert (migrations / name / "migration.sql").read_text().startswith(MARKER)
+    refused = run_cli("--schema", "other", "export", "--prisma", str(migrations))
+    assert refused.returncode == 2 and "export with --schema stuck_runs" in refused.stderr
+
+
+def test_export_carries_each_migration_byte_for_byte(tmp_path: Path) -> None:
+    """Each migration's text is in its release's file unchanged, once, in order."""
+    export(tmp_path)
+    text = "".join(p.read_text() for p in sorted(tmp_path.glob("*/migration.sql")))
+    positions = []
+    for migration in ALL:
+        body = (migrations_dir() / f"{migration}.sql").read_text()
+        assert text.count(body) == 1, migration
+        positions.append(text.index(body))
+    assert positions == sorted(positions)
+
+
+@pytest.mark.skipif(not shutil.which("psql"), reason="needs psql")
+def test_an_exported_file_run_statement_by_statement_changes_nothing(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """An executor that ran the file's statements one by one, each its own transaction (psql
+    -f does), would install into the app's schema: the file stops before it creates anything."""
+    [first, *_] = export(tmp_path)
+    target = parse_database_url(empty_db_url)
+    result = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            str(tmp_path / first / "migration.sql"),
+            target.conninfo,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "must run as one transaction" in result.stderr, result.stderr
+    with open_conn(empty_db_url) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            ).fetchone()[0]
+            == 0
+        )
+        assert conn.execute("SELECT to_regnamespace('stuck_runs')").fetchone()[0] is None
