@@ -288,8 +288,16 @@ def test_a_runner_installed_stuck_runs_is_recognised_not_installed_twice(
     again, the registry entry and the sweep index the same)."""
     project = prisma_project
     deploy(project, app_url, app_migrations, node_only)
+    # An adoption told something the export is not: the migration keeps it.
     started = run_cli(
-        "--database-url", app_url, "start", "--adopt", "qualification_runs", "--strict"
+        "--database-url",
+        app_url,
+        "start",
+        "--adopt",
+        "qualification_runs",
+        "--time-zone",
+        "Europe/Berlin",
+        "--strict",
     )
     assert started.returncode == 0, started.stderr
     before_yoyo, before_index = yoyo(app_url), sweep_index(app_url)
@@ -303,6 +311,7 @@ def test_a_runner_installed_stuck_runs_is_recognised_not_installed_twice(
     assert sweep_index(app_url) == before_index
     with open_conn(app_url) as conn:
         assert conn.execute(entry).fetchall() == [(before_entry,)]
+        assert before_entry["time_zone"] == "Europe/Berlin"
         seed(conn, "run-stuck", "PROCESSING", "2 hours")
     log = register(project, app_url, node_only)
     assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
@@ -406,3 +415,40 @@ def test_an_exported_file_run_statement_by_statement_changes_nothing(
             == 0
         )
         assert conn.execute("SELECT to_regnamespace('stuck_runs')").fetchone()[0] is None
+
+
+@pytest.mark.slow
+@NEEDS_NODE
+def test_prisma_migrate_reset_reinstates_coverage_of_the_new_table(
+    prisma_project: Path, app_migrations: Path, app_url: str, node_only: str
+) -> None:
+    """`prisma migrate reset` drops the app's schema and applies every migration again: the
+    stuck-runs ones find their install and skip, the adoption's covers the re-created table."""
+    project = prisma_project
+    written = export(app_migrations, "--adopt", "qualification_runs")
+    deploy(project, app_url, app_migrations, node_only)
+    before = sweep_index(app_url)
+    reset = on_node(
+        project,
+        "tsx",
+        "schema-engine.ts",
+        "reset",
+        "schema.prisma",
+        str(app_migrations),
+        path=node_only,
+        url=app_url,
+    ).stdout.split()
+    assert reset == [INIT, *written]
+    assert yoyo(app_url) == [(migration, "apply") for migration in ALL]
+    after = sweep_index(app_url)
+    assert after is not None and after[1] and after != before
+    with open_conn(app_url) as conn:
+        assert conn.execute(
+            "SELECT table_name = 'app.qualification_runs'::regclass"
+            " FROM stuck_runs.stuck_runs_tables WHERE NOT managed"
+        ).fetchall() == [(True,)]
+        seed(conn, "run-stuck", "PROCESSING", "2 hours")
+    log = register(project, app_url, node_only)
+    assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
+    recovered = run_cli("--database-url", app_url, "recover")
+    assert recovered.returncode == 0 and "warning" not in recovered.stderr, recovered.stderr
