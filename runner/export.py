@@ -64,10 +64,6 @@ def _dollar(text: str, tag: str = "stuck_runs") -> str:
     return f"${tag}${text}${tag}$"
 
 
-def _header_fields(line: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in line.removeprefix(MARKER).split() if "=" in part)
-
-
 def exported(directory: Path) -> list[Exported]:
     """The stuck-runs migrations already in a Prisma migrations directory, in order."""
     found = []
@@ -76,12 +72,15 @@ def exported(directory: Path) -> list[Exported]:
             first = handle.readline().rstrip("\n")
         if not first.startswith(MARKER):
             continue
-        fields = _header_fields(first)
+        try:
+            fields = json.loads(first.removeprefix(MARKER))
+        except ValueError:
+            raise click.UsageError(f"{script}: its first line is not what export wrote") from None
         found.append(
             Exported(
                 name=script.parent.name,
-                schema=json.loads(fields.get("schema", '"stuck_runs"')),
-                migrations=tuple(filter(None, fields.get("migrations", "").split(","))),
+                schema=fields.get("schema", "stuck_runs"),
+                migrations=tuple(fields.get("migrations", ())),
                 adopt=first if "adopt" in fields else None,
             )
         )
@@ -344,8 +343,9 @@ $stuck_runs_adopt$;
 
 def release_script(schema: str, release: str, ids: list[str], source: Path) -> str:
     """The migration.sql that applies these migrations of one release, as `migrate` would."""
+    fields = {"release": release, "schema": schema, "migrations": ids}
     header = (
-        f"{MARKER}release={release} schema={json.dumps(schema)} migrations={','.join(ids)}\n"
+        f"{MARKER}{json.dumps(fields)}\n"
         f"-- stuck-runs {release}: {', '.join(ids)}, written by `stuck-runs export --prisma` "
         f"(stuck-runs {__version__}).\n"
         "-- Do not edit: `stuck-runs migrate` and later exports recognise what it applied by\n"
@@ -381,9 +381,9 @@ def release_script(schema: str, release: str, ids: list[str], source: Path) -> s
 def adopt_script(schema: str, table: str, given: dict[str, object]) -> str:
     """The migration.sql that adopts `table` (in the app's schema) and builds its sweep index."""
     given_json = json.dumps(given, sort_keys=True, ensure_ascii=False)
+    fields = {"adopt": table, "schema": schema, "given": given}
     header = (
-        f"{MARKER}adopt={json.dumps(table)} schema={json.dumps(schema)} "
-        f"given={json.dumps(given_json)}\n"
+        f"{MARKER}{json.dumps(fields, sort_keys=True)}\n"
         f"-- stuck-runs: adopt {table}, written by `stuck-runs export --prisma --adopt` "
         f"(stuck-runs {__version__}).\n"
         "-- As `stuck-runs migrate --adopt`: the columns given here, else what stuck-runs'\n"

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from runner.connection import parse_database_url
@@ -452,3 +453,51 @@ def test_prisma_migrate_reset_reinstates_coverage_of_the_new_table(
     assert "run run-stuck: 3/10 completed (PROCESSING → FAILED)" in log, log
     recovered = run_cli("--database-url", app_url, "recover")
     assert recovered.returncode == 0 and "warning" not in recovered.stderr, recovered.stderr
+
+
+APP_TABLE = """
+CREATE SCHEMA app;
+CREATE TYPE app."RunStatus" AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED');
+CREATE TABLE app.qualification_runs (
+    id text PRIMARY KEY, status app."RunStatus" NOT NULL DEFAULT 'PENDING',
+    "totalProspects" integer NOT NULL DEFAULT 0, "processedProspects" integer NOT NULL DEFAULT 0,
+    "createdAt" timestamp(3) NOT NULL DEFAULT now(), "updatedAt" timestamp(3) NOT NULL,
+    "completedAt" timestamp(3), "errorMessage" text)
+"""
+
+
+def test_an_export_for_an_odd_schema_name_installs_there_as_migrate_would(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """--schema with a quote, a space and upper case: each file, sent whole as Prisma sends
+    it (one simple query, with the app's search_path), installs there; the runner with the
+    same --schema finds nothing to apply and recovers through it."""
+    schema = 'Stuck "Runs" x'
+    result = run_cli(
+        "--schema", schema, "export", "--prisma", str(tmp_path), "--adopt", "qualification_runs"
+    )
+    assert result.returncode == 0, result.stderr
+    again = run_cli(
+        "--schema", schema, "export", "--prisma", str(tmp_path), "--adopt", "qualification_runs"
+    )
+    assert again.returncode == 0 and "nothing to write" in again.stdout, again.stdout
+    target = parse_database_url(empty_db_url)
+    with open_conn(empty_db_url) as conn:
+        conn.execute(APP_TABLE)
+    with psycopg.connect(target.conninfo, autocommit=True, options="-c search_path=app") as conn:
+        for script in sorted(tmp_path.glob("*/migration.sql")):
+            conn.execute(script.read_text())
+            assert conn.execute("SHOW search_path").fetchone() == ("app",)
+        conn.execute(
+            'INSERT INTO app.qualification_runs (id, status, "updatedAt")'
+            " VALUES ('run-stuck', 'PROCESSING', (now() - interval '2 hours') AT TIME ZONE 'UTC')"
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'stuck_runs'"
+        ).fetchone() == (0,)
+    url = with_query(empty_db_url, schema="app")
+    migrated = run_cli("--database-url", url, "--schema", schema, "migrate")
+    assert migrated.returncode == 0 and "nothing to apply" in migrated.stderr, migrated.stderr
+    recovered = run_cli("--database-url", url, "--schema", schema, "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "run-stuck" in recovered.stdout + recovered.stderr
