@@ -501,3 +501,28 @@ def test_an_export_for_an_odd_schema_name_installs_there_as_migrate_would(
     recovered = run_cli("--database-url", url, "--schema", schema, "recover")
     assert recovered.returncode == 0, recovered.stderr
     assert "run-stuck" in recovered.stdout + recovered.stderr
+
+
+def test_an_exported_release_queues_behind_a_running_migrate(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """While `stuck-runs migrate` holds its lock (another instance installing), the file waits
+    for it instead of installing beside it; once it is free, the file installs."""
+    [first, *_] = export(tmp_path)
+    script = (tmp_path / first / "migration.sql").read_text()
+    target = parse_database_url(empty_db_url)
+    with open_conn(empty_db_url) as conn:
+        conn.execute(APP_TABLE)
+    with psycopg.connect(target.conninfo, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('stuck-runs migrate stuck_runs'))")
+        with psycopg.connect(
+            target.conninfo, autocommit=True, options="-c search_path=app -c lock_timeout=500"
+        ) as conn:
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                conn.execute(script)
+            assert conn.execute("SELECT to_regnamespace('stuck_runs')").fetchone() == (None,)
+            holder.execute("SELECT pg_advisory_unlock(hashtext('stuck-runs migrate stuck_runs'))")
+            conn.execute(script)
+            assert conn.execute(
+                "SELECT array_agg(migration_id ORDER BY migration_id) FROM stuck_runs._yoyo_migration"
+            ).fetchone() == (ALL[:2],)
