@@ -249,6 +249,11 @@ DECLARE
     ddl     text;
     missing text;
 BEGIN
+    IF pg_catalog.current_setting('stuck_runs.export_saved', true) IS NULL
+       OR pg_catalog.current_setting('stuck_runs.export_saved', true) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'stuck-runs: this migration must run as one transaction (as prisma migrate deploy runs it)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF pg_catalog.to_regprocedure('_stuck_runs_resolve_table(text, text)') IS NULL THEN
         RAISE EXCEPTION 'stuck-runs is not installed in schema %: the migrations `stuck-runs export --prisma` writes for its releases must come before this one', {schema}
             USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -387,34 +387,27 @@ def test_export_carries_each_migration_byte_for_byte(tmp_path: Path) -> None:
 def test_an_exported_file_run_statement_by_statement_changes_nothing(
     empty_db_url: str, tmp_path: Path
 ) -> None:
-    """An executor that ran the file's statements one by one, each its own transaction (psql
-    -f does), would install into the app's schema: the file stops before it creates anything."""
-    [first, *_] = export(tmp_path)
+    """An executor that ran a file's statements one by one, each its own transaction (psql -f
+    does), would install into the app's schema: a release's file and an adoption's stop
+    before they create or change anything."""
+    written = export(tmp_path, "--adopt", "qualification_runs")
     target = parse_database_url(empty_db_url)
-    result = subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            str(tmp_path / first / "migration.sql"),
-            target.conninfo,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "must run as one transaction" in result.stderr, result.stderr
-    with open_conn(empty_db_url) as conn:
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
-            ).fetchone()[0]
-            == 0
+    for name in (written[0], written[-1]):
+        script = str(tmp_path / name / "migration.sql")
+        result = subprocess.run(
+            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-f", script, target.conninfo],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
+        assert result.returncode != 0
+        assert "must run as one transaction" in result.stderr, result.stderr
+    with open_conn(empty_db_url) as conn:
+        objects = conn.execute(
+            "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+        ).fetchone()
+        assert objects == (0,)
         assert conn.execute("SELECT to_regnamespace('stuck_runs')").fetchone()[0] is None
 
 
