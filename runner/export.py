@@ -38,6 +38,8 @@ from .releases import __version__, by_release, migration_ids
 MARKER = "-- stuck-runs-export: "
 _STAMP = re.compile(r"^(\d{14})_")
 _TIME = "%Y%m%d%H%M%S"
+# yoyo's directive, in a migration's leading comments, to run it outside a transaction.
+_TRANSACTIONAL_FALSE = re.compile(r"^\s*--\s*transactional\s*:\s*false\s*$", re.M | re.I)
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,12 @@ def release_script(schema: str, release: str, ids: list[str], source: Path) -> s
     steps = []
     for migration_id in ids:
         body = (source / f"{migration_id}.sql").read_text(encoding="utf-8")
+        if _TRANSACTIONAL_FALSE.search(body.split("\n\n", 1)[0]):
+            # yoyo runs it outside a transaction; a Prisma migration is one.
+            raise click.UsageError(
+                f"migration {migration_id} must run outside a transaction "
+                "(-- transactional: false), which a Prisma migration cannot"
+            )
         steps.append(
             _STEP.format(
                 id=migration_id,

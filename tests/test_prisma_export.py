@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import click
 import psycopg
 import pytest
 
@@ -519,3 +520,18 @@ def test_an_exported_release_queues_behind_a_running_migrate(
             assert conn.execute(
                 "SELECT array_agg(migration_id ORDER BY migration_id) FROM stuck_runs._yoyo_migration"
             ).fetchone() == (ALL[:2],)
+
+
+def test_a_migration_yoyo_runs_outside_a_transaction_is_refused(tmp_path: Path) -> None:
+    """Prisma runs each migration as one transaction: a migration that yoyo is told to run
+    outside one (`-- transactional: false`) cannot be exported, and nothing is written."""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for migration in ALL:
+        shutil.copy(migrations_dir() / f"{migration}.sql", shipped)
+    (shipped / "9999_outside.sql").write_text(
+        "-- transactional: false\n-- depends: " + ALL[-1] + "\n\nVACUUM stuck_runs_settings;\n"
+    )
+    with pytest.raises(click.UsageError, match="9999_outside must run outside a transaction"):
+        export_prisma(tmp_path / "migrations", "stuck_runs", source=shipped)
+    assert not (tmp_path / "migrations").exists()
