@@ -25,10 +25,14 @@ CREATE TABLE IF NOT EXISTS stuck_runs_settings (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     older_than interval NOT NULL DEFAULT interval '5 minutes'
                CHECK (older_than > interval '0'),
-    CONSTRAINT stuck_runs_settings_older_than_parts CHECK (_stuck_runs_positive(older_than))
+    CONSTRAINT stuck_runs_settings_older_than_parts CHECK (_stuck_runs_positive(older_than)),
+    dead_after interval NOT NULL DEFAULT interval '20 seconds'
+               CONSTRAINT stuck_runs_settings_dead_after_check CHECK (_stuck_runs_positive(dead_after))
 );
 COMMENT ON TABLE stuck_runs_settings IS
     'One row per database. older_than is the default threshold of recover_stuck_runs() and of the stuck_runs view; change it with UPDATE stuck_runs_settings SET older_than = ''15 minutes''.';
+COMMENT ON COLUMN stuck_runs_settings.dead_after IS
+    'How long an application instance may go without a heartbeat (database clock) before its life is over and its runs are recovered, whatever their idle time. Counted only once the server itself has been up that long, so a restart of the database is no mass death.';
 INSERT INTO stuck_runs_settings DEFAULT VALUES ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE FUNCTION _stuck_runs_schema() RETURNS text
@@ -61,7 +65,8 @@ CREATE TABLE IF NOT EXISTS stuck_runs_tables (
     schema_name         text,
     relation_name       text,
     time_zone           text NOT NULL DEFAULT 'UTC',
-    adopted_by          regrole
+    adopted_by          regrole,
+    owner_column        text
 );
 COMMENT ON TABLE stuck_runs_tables IS
     'Runs tables that recovery covers, with their column names. Write it through adopt_runs_table(), which validates the mapping and checks that the caller owns the table. managed marks the qualification_runs table that stuck-runs created itself.';
@@ -69,6 +74,8 @@ COMMENT ON COLUMN stuck_runs_tables.relation_name IS
     'The table''s name when it was adopted (with schema_name): an ORM that drops and re-creates the table gives it a new oid, and the name is how the stale entry is reported and replaced.';
 COMMENT ON COLUMN stuck_runs_tables.adopted_by IS
     'The role that registered the table (set by the registry''s trigger): the entry is swept only while that role could still adopt the table. NULL for entries older than 0.3, which wait for `stuck-runs migrate --adopt` to confirm them.';
+COMMENT ON COLUMN stuck_runs_tables.owner_column IS
+    'The column naming the life of the application instance working on a run (stuck_runs_start()), if the table has one: a run whose owner''s life is over is recovered at once, one whose owner is alive never for silence alone. Any type whose text form holds the life token (text, varchar, uuid); NULL allowed.';
 COMMENT ON COLUMN stuck_runs_tables.time_zone IS
     'The zone in which the application writes its timestamp without time zone columns (UTC for Prisma); unused for timestamptz columns.';
 
@@ -84,10 +91,13 @@ CREATE TABLE IF NOT EXISTS run_recoveries (
     older_than      interval NOT NULL,
     recovered_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     recovered_by    text NOT NULL DEFAULT current_user,
-    action          text NOT NULL DEFAULT 'failed' CHECK (action IN ('failed', 'requeued'))
+    action          text NOT NULL DEFAULT 'failed' CHECK (action IN ('failed', 'requeued')),
+    reason          text
 );
 COMMENT ON TABLE run_recoveries IS
     'Audit trail: one row per run that recover_stuck_runs() changed, written in the same transaction as the change. No foreign key, so the trail outlives deleted runs.';
+COMMENT ON COLUMN run_recoveries.reason IS
+    'Why the run was taken: NULL for no sign of life for older_than (the threshold, as every release before owners), or what ended its owner''s life (''instance web restarted'', ''instance web stopped heartbeating'').';
 CREATE INDEX IF NOT EXISTS run_recoveries_run_id_idx ON run_recoveries (run_id);
 
 CREATE OR REPLACE FUNCTION _stuck_runs_audit_stamp() RETURNS trigger
@@ -141,5 +151,6 @@ VALUES
     ('total', 'total_column', 'count', false, 'total',
      '{total,totalcount,totalitems,count,size}', '{total}', 8),
     ('attempts', 'attempts_column', 'count', false, NULL,
-     '{attempts,attempt,attemptcount,retries,retrycount}', '{attempt,retr}', 9)
+     '{attempts,attempt,attemptcount,retries,retrycount}', '{attempt,retr}', 9),
+    ('owner', 'owner_column', 'any', false, NULL, '{stuckrunsowner,ownerlife,lifeid}', '{}', 10)
 ON CONFLICT (role) DO NOTHING;

@@ -261,7 +261,8 @@ CREATE OR REPLACE FUNCTION adopt_runs_table(
     active_statuses     text[] DEFAULT '{PENDING,PROCESSING}',
     failed_status       text   DEFAULT 'FAILED',
     attempts_column     text   DEFAULT NULL,
-    time_zone           text   DEFAULT 'UTC'
+    time_zone           text   DEFAULT 'UTC',
+    owner_column        text   DEFAULT NULL
 ) RETURNS stuck_runs_tables
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -307,6 +308,7 @@ BEGIN
     entry.active_statuses := active_statuses;
     entry.failed_status := failed_status;
     entry.time_zone := time_zone;
+    entry.owner_column := owner_column;
 
     FOR col IN
         SELECT r.parameter AS role, r.required, r.kind, pg_catalog.to_jsonb(entry) ->> r.parameter AS name
@@ -442,6 +444,15 @@ BEGIN
         END LOOP;
     END LOOP;
 
+    -- A requeued run has no owner until a worker claims it again.
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) owner_column
+                 AND a.attnotnull) THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as owner_column) is NOT NULL; a requeued run has no owner until one claims it', owner_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map a column that allows NULL, or none (owner_column => NULL).';
+    END IF;
+
     BEGIN
         PERFORM pg_catalog.now() AT TIME ZONE time_zone;
     EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
@@ -495,7 +506,7 @@ BEGIN
     RETURN entry;
 END
 $$;
-COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text) IS
+COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text, text) IS
     'Registers (or re-maps) a runs table so recovery covers it: which column plays which role, which statuses are active and which one means failed, and in which zone the application writes timestamp without time zone columns. Only the table''s owner may adopt it. Validates everything up front (SQLSTATE 22023 naming the column or value) so a sweep never meets a bad mapping. Never alters the table; see stuck_runs_index_ddl() for its index.';
 
 CREATE OR REPLACE FUNCTION unadopt_runs_table(table_name regclass, drop_index boolean DEFAULT false)

@@ -18,7 +18,8 @@ BEGIN
         age             interval,
         idle            interval,
         action          text,
-        attempts        integer
+        attempts        integer,
+        reason          text
     );
 EXCEPTION WHEN duplicate_object THEN
     NULL;  -- sql/ is re-runnable; a change of this type needs a migration anyway
@@ -116,12 +117,13 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
     'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
 
-CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_sql(t stuck_runs_tables, dead boolean) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
-    -- $3 max_attempts, $4 older_than. It may run as the table's owner
+    -- $3 max_attempts, $4 older_than, $5 the owners' lives (jsonb text, see
+    -- _stuck_runs_owner_states; dead: some have ended). It may run as the table's owner
     -- (_stuck_runs_as_owner), so it names nothing of stuck-runs' own and
     -- returns its runs as jsonb; the caller writes the audit.
     qualified   text := _stuck_runs_qualified_name(t.table_name);
@@ -138,7 +140,7 @@ BEGIN
       AND a.atttypmod OPERATOR(pg_catalog.>) 0;
     -- Never NULL, whatever the progress columns hold; cut to the column's width.
     message := pg_catalog.format(
-        $msg$pg_catalog.left(pg_catalog.concat('Recovered as stuck by stuck-runs: ', c.status, ' with no sign of life for ', coalesce(CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) c.touched)::text END, 'an unknown time'), ' (threshold ', $4::text, ')', %s), %s)$msg$,
+        $msg$pg_catalog.left(pg_catalog.concat(CASE WHEN c.reason IS NULL THEN pg_catalog.concat('Recovered as stuck by stuck-runs: ', c.status, ' with no sign of life for ', coalesce(CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) c.touched)::text END, 'an unknown time'), ' (threshold ', $4::text, ')') ELSE pg_catalog.concat('Recovered by stuck-runs: ', c.status, ' when its owner''s life ended (', c.reason, ')') END, %s), %s)$msg$,
         CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
              THEN $msg$'. Partial progress was kept.'$msg$
              ELSE pg_catalog.format($msg$'. Partial progress (', coalesce(r.%I::text, '?'), '/', coalesce(r.%I::text, '?'), ') was kept.'$msg$,
@@ -154,6 +156,12 @@ BEGIN
         sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I OPERATOR(pg_catalog.+) 1 ELSE r.%I END',
                                t.attempts_column, requeue, t.attempts_column, t.attempts_column);
     END IF;
+    IF t.owner_column IS NOT NULL THEN
+        -- A requeued run waits for a new owner to claim it; a failed one keeps
+        -- the life that had it, for the record.
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN NULL ELSE r.%I END',
+                               t.owner_column, requeue, t.owner_column);
+    END IF;
     IF t.completed_at_column IS NOT NULL THEN
         sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
             t.completed_at_column, requeue, t.completed_at_column,
@@ -168,7 +176,7 @@ BEGIN
     -- no equality operator of the id's type, whatever that type is, is needed.
     RETURN pg_catalog.format($sql$
         WITH candidates AS (
-            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched, %13$s AS requeue
+            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched, %13$s AS requeue, %14$s AS reason
             FROM %4$s AS r
             WHERE %5$s
             ORDER BY r.%6$I
@@ -184,7 +192,7 @@ BEGIN
                       CASE WHEN pg_catalog.isfinite(%10$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %10$s END AS age,
                       CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.now() OPERATOR(pg_catalog.-) c.touched END AS idle,
                       CASE WHEN %2$s OPERATOR(pg_catalog.=) %11$L THEN 'failed' ELSE 'requeued' END AS action,
-                      %12$s AS attempts, c.requeue
+                      %12$s AS attempts, c.requeue, c.reason
         )
         -- Only runs that took the status recovery wrote: one a trigger kept
         -- active is not reported, audited or counted against the batch.
@@ -192,16 +200,24 @@ BEGIN
         WHERE c.action OPERATOR(pg_catalog.=) CASE WHEN c.requeue THEN 'requeued' ELSE 'failed' END
         $sql$,
         _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column), _stuck_runs_touched_sql(t),
-        qualified, _stuck_runs_stuck_sql(t, '$1'), t.updated_at_column,
+        qualified, _stuck_runs_recoverable_sql(t, '$1', dead), t.updated_at_column,
         pg_catalog.array_to_string(sets, ', '),
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
         _stuck_runs_time_sql(t, t.created_at_column),
         t.failed_status,
-        _stuck_runs_count_sql(t.attempts_column), requeue);
+        _stuck_runs_count_sql(t.attempts_column), requeue,
+        CASE WHEN t.owner_column IS NULL THEN 'NULL::text'
+             ELSE pg_catalog.format('NULLIF(%s, ''live'')', _stuck_runs_owner_sql(t)) END);
 END
 $$;
+COMMENT ON FUNCTION _stuck_runs_sweep_sql(stuck_runs_tables, boolean) IS
+    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, return the changed runs as jsonb. With dead, it also takes every active run whose owner''s life has ended. Identifiers go through %I, values through %L or parameters.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT _stuck_runs_sweep_sql(t, true) $$;
 COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
-    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, return the changed runs as jsonb. Identifiers go through %I, values through %L or parameters. SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
+    'The statement that recovers the stuck runs of one registered table, as a sweep runs it when some owner''s life has ended (without one, the arm for ended owners is left out): SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
 
 CREATE OR REPLACE VIEW _stuck_runs_covered AS
     -- Every sweep starts here, so it is a view (planned into the caller's query,
@@ -306,6 +322,9 @@ DECLARE
     tables    integer;
     share     integer;
     failed    regclass[] := '{}'::regclass[];
+    lives     jsonb;
+    dead      boolean;
+    remaining text[];
 BEGIN
     IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
         RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
@@ -335,6 +354,9 @@ BEGIN
     IF max_runs IS NOT NULL THEN
         SELECT pg_catalog.count(*)::integer INTO tables FROM _stuck_runs_covered;
     END IF;
+    -- Owners: lives silent for dead_after end here; the sweeps get every life
+    -- still of interest as one parameter.
+    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, locked, a row that a trigger or a CHECK refuses, a value out of
@@ -364,23 +386,23 @@ BEGIN
             -- instead.
             IF _stuck_runs_runs_here(t.table_name) THEN
                 EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
-                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_stuck_sql(t, '$1'))
-                    INTO any_stuck USING cutoff;
+                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_recoverable_sql(t, '$1', dead))
+                    INTO any_stuck USING cutoff, NULL::integer, NULL::integer, NULL::interval, lives::text;
                 CONTINUE WHEN NOT any_stuck;
             END IF;
             SELECT pg_catalog.array_agg(ROW(t.table_name::text, j.run_id, j.previous_status, j.status,
                                             j.completed, j.total, j.age, j.idle, j.action,
-                                            j.attempts)::stuck_runs_recovered_run ORDER BY j.run_id)
+                                            j.attempts, j.reason)::stuck_runs_recovered_run ORDER BY j.run_id)
                 INTO swept
             FROM pg_catalog.jsonb_populate_recordset(
                      NULL::stuck_runs_recovered_run,
-                     _stuck_runs_as_owner(t.table_name, stuck_runs_sweep_sql(t), cutoff,
-                                          share, max_attempts, older_than)) AS j;
+                     _stuck_runs_as_owner(t.table_name, _stuck_runs_sweep_sql(t, dead), cutoff,
+                                          share, max_attempts, older_than, lives::text)) AS j;
             -- The audit is written by this role, never by the owner's step.
             INSERT INTO run_recoveries
-                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action)
+                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action, reason)
             SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle,
-                   older_than, u.action
+                   older_than, u.action, u.reason
             FROM pg_catalog.unnest(swept) AS u;
             runs := runs OPERATOR(pg_catalog.||) coalesce(swept, '{}'::stuck_runs_recovered_run[]);
         EXCEPTION WHEN OTHERS THEN
@@ -397,6 +419,19 @@ BEGIN
         END;
     END LOOP;
     END LOOP;
+
+    -- Ended lives whose runs are all recovered need no more full reads. Only
+    -- when this call saw every table through: a failed table, or a batch cut
+    -- short, may still hold their runs.
+    IF dead AND pg_catalog.cardinality(failed) OPERATOR(pg_catalog.=) 0
+       AND (max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs) THEN
+        remaining := _stuck_runs_dead_owners_left(lives);
+        IF remaining IS NOT NULL THEN
+            PERFORM _stuck_runs_clear_lives(ARRAY(
+                SELECT l.key FROM pg_catalog.jsonb_each_text(lives) AS l
+                WHERE l.value OPERATOR(pg_catalog.<>) 'live' AND l.key OPERATOR(pg_catalog.<>) ALL (remaining)));
+        END IF;
+    END IF;
 
     PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
     IF max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs THEN
@@ -644,8 +679,13 @@ DECLARE
     lock_wait text := pg_catalog.current_setting('lock_timeout');
     covered   integer := 0;
     query     text;
+    lives     jsonb;
+    dead      boolean;
 BEGIN
     PERFORM _stuck_runs_bound_lock_wait();
+    -- What a sweep would decide about owners, without ending any life: a
+    -- read changes nothing.
+    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(false) AS o;
     FOR t IN SELECT * FROM _stuck_runs_covered LOOP
         covered := covered OPERATOR(pg_catalog.+) 1;
         BEGIN
@@ -664,9 +704,9 @@ BEGIN
                 CASE WHEN idle_longer_than IS NULL
                      THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
                                                 _stuck_runs_column_type(t.table_name, t.status_column))
-                     ELSE _stuck_runs_stuck_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)') END);
+                     ELSE _stuck_runs_recoverable_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)', dead) END);
             IF _stuck_runs_runs_here(t.table_name) THEN
-                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than;
+                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than, lives::text;
             ELSE
                 -- Even reading runs the owner's code (the planner evaluates the
                 -- immutable functions of its index expressions; its policies):
@@ -675,7 +715,7 @@ BEGIN
                     SELECT x.* FROM pg_catalog.jsonb_to_recordset(coalesce(_stuck_runs_as_owner(
                         t.table_name,
                         pg_catalog.format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) FROM (%s) AS l', query),
-                        older_than => idle_longer_than), '[]')) AS x(
+                        older_than => idle_longer_than, value => lives::text), '[]')) AS x(
                         table_name text, run_id text, status text, completed integer, total integer,
                         age interval, idle interval);
             END IF;
@@ -774,7 +814,9 @@ BEGIN
         CASE WHEN t.completed_at_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.completed_at_column) END,
         CASE WHEN t.error_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.error_column) END,
         CASE WHEN t.attempts_column IS NULL THEN ''
-             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END,
+             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END
+        -- A resumed run waits for a new owner: the life that had it is over.
+        OPERATOR(pg_catalog.||) CASE WHEN t.owner_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.owner_column) END,
         t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
         _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
         _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),

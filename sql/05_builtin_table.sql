@@ -50,12 +50,15 @@ BEGIN
             completed_at timestamptz,
             error        text,
             attempts     integer NOT NULL DEFAULT 0
-                         CONSTRAINT qualification_runs_attempts_check CHECK (attempts >= 0)
+                         CONSTRAINT qualification_runs_attempts_check CHECK (attempts >= 0),
+            owner        text
         );
         COMMENT ON COLUMN qualification_runs.updated_at IS
             'Last sign of life of the run. Any update that leaves the run PENDING or PROCESSING moves it to clock_timestamp() unless the update sets it itself; recovery (a move to FAILED) leaves it as it was.';
         COMMENT ON COLUMN qualification_runs.attempts IS
             'Retries so far: resume_run() and a requeueing recover_stuck_runs(max_attempts => N) add one.';
+        COMMENT ON COLUMN qualification_runs.owner IS
+            'The life of the application instance working on the run (stuck_runs_claim()): recovered at once when that life ends, never for silence while it lives. NULL: the threshold decides, as for every run before owners.';
         -- A sweep must cost O(active runs), not O(table): finished runs pile up
         -- by the million and are never looked at.
         CREATE INDEX qualification_runs_stuck_runs_idx ON qualification_runs (updated_at)
@@ -63,7 +66,7 @@ BEGIN
         CREATE TRIGGER qualification_runs_touch BEFORE UPDATE ON qualification_runs
             FOR EACH ROW WHEN (NEW.status IN ('PENDING', 'PROCESSING'))
             EXECUTE FUNCTION qualification_runs_touch();
-        PERFORM adopt_runs_table('qualification_runs', attempts_column => 'attempts');
+        PERFORM adopt_runs_table('qualification_runs', attempts_column => 'attempts', owner_column => 'owner');
         UPDATE stuck_runs_tables SET managed = true
         WHERE table_name = 'qualification_runs'::regclass;
     ELSIF NOT EXISTS (SELECT FROM stuck_runs_tables AS t WHERE t.table_name = existing)

@@ -98,10 +98,13 @@ AS $$
     UNION ALL
     SELECT pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
-    SELECT pg_catalog.format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs TO %2$I',
+    SELECT pg_catalog.format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs, %1$s.stuck_runs_instances TO %2$I',
                   _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    -- Row-level security decides which lives a role may keep alive or end.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT * FROM (
         SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
@@ -119,7 +122,7 @@ AS $$
         ORDER BY t.table_name::text) AS tables
 $$;
 COMMENT ON FUNCTION stuck_runs_grant_sql(text) IS
-    'The exact GRANT statements a role needs to recover, list and resume runs with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
+    'The exact GRANT statements a role needs to recover, list and resume runs, and to start, heartbeat, claim and report progress as an application instance, with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
 
 -- A DO block: yoyo would print a SELECT's result.
 DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;

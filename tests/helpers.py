@@ -85,15 +85,15 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None):
 
 
 def explain_sweep(conn: psycopg.Connection, table: str) -> str:
-    """EXPLAIN the exact statement recover_stuck_runs() builds for one adopted table."""
+    """EXPLAIN the exact statement recover_stuck_runs() builds for one adopted table (no owner's life ended)."""
     sweep = conn.execute(
-        "SELECT stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t"
+        "SELECT _stuck_runs_sweep_sql(t, false) FROM stuck_runs_tables AS t"
         " WHERE t.table_name = %s::regclass",
         (table,),
     ).fetchone()[0]
-    conn.execute(f"PREPARE sweep(timestamptz, integer, integer, interval) AS {sweep}")
+    conn.execute(f"PREPARE sweep(timestamptz, integer, integer, interval, text) AS {sweep}")
     plan = conn.execute(
-        "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes')"
+        "EXPLAIN EXECUTE sweep(now() - interval '5 minutes', NULL, NULL, interval '5 minutes', '{}')"
     ).fetchall()
     conn.execute("DEALLOCATE sweep")
     return "\n".join(r[0] for r in plan)

@@ -28,6 +28,7 @@ PROPOSED = {
     "completed_column": "processedProspects",
     "total_column": "totalProspects",
     "attempts_column": None,
+    "owner_column": None,
 }
 
 

@@ -30,6 +30,7 @@ LANDED = {
     "0003_beside_the_app.sql": "5d8d84d0a30d9e1bf70c0607939ab7d4e47ba33e3d6c4d4c39eaba2aa8623c8d",
     "0004_owners_code.sql": "3abd74c4cd16d4bc4922648beb6be4427df923af748d4721f0700cdf9ff0313b",
     "0005_with_the_app.sql": "34b6002bc9c3edecb70ab41f7bee0986128e596fb29b43012e0f014c17d9bf93",
+    "0006_owners.sql": "ae99df6c5f84e788f1c14ae07942ae86010794e8c26a1e619b94613589bf0593",
 }
 
 

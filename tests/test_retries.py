@@ -167,6 +167,7 @@ def test_upgrade_from_0001_keeps_data(empty_db_url):
         "0003_beside_the_app",
         "0004_owners_code",
         "0005_with_the_app",
+        "0006_owners",
     ]
     with open_conn(empty_db_url) as c:
         after = c.execute(

@@ -1,0 +1,1349 @@
+-- 0006: owner-aware recovery. An application instance starts a life (stuck_runs_start),
+-- heartbeats while it lives (stuck_runs_heartbeat) and claims its runs
+-- (stuck_runs_claim); a run whose owner's life has ended is recovered at once, one
+-- whose owner lives is never recovered for silence, and a run without an owner keeps
+-- the threshold exactly as before.
+--   * stuck_runs_lives, stuck_runs_settings.dead_after (20 s), the owner column role
+--     (stuck_runs_tables.owner_column, adopt_runs_table(owner_column => ...)), the
+--     built-in table's owner column, run_recoveries.reason and the recovered row's reason.
+--   * Roles that could recover before may use the new functions and view after.
+-- Landed migrations are immutable (tests/test_migrations.py checks their checksums).
+-- depends: 0005_with_the_app
+
+ALTER TABLE stuck_runs_settings ADD COLUMN dead_after interval NOT NULL DEFAULT interval '20 seconds'
+    CONSTRAINT stuck_runs_settings_dead_after_check CHECK (_stuck_runs_positive(dead_after));
+ALTER TABLE stuck_runs_tables ADD COLUMN owner_column text;
+ALTER TABLE run_recoveries ADD COLUMN reason text;
+ALTER TYPE stuck_runs_recovered_run ADD ATTRIBUTE reason text;
+INSERT INTO stuck_runs_roles (role, parameter, kind, required, default_column, synonyms, prefixes, position)
+VALUES ('owner', 'owner_column', 'any', false, NULL, '{stuckrunsowner,ownerlife,lifeid}', '{}', 10)
+ON CONFLICT (role) DO NOTHING;
+
+-- adopt_runs_table() gains owner_column: a new signature. Whoever could call the old
+-- one may call the new one (their grants are carried over below).
+CREATE TEMPORARY TABLE _stuck_runs_0006_grants ON COMMIT DROP AS
+SELECT a.grantee, p.proname::text AS routine
+FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+WHERE p.pronamespace OPERATOR(pg_catalog.=) _stuck_runs_schema()::regnamespace
+  AND p.proname IN ('adopt_runs_table', 'recover_stuck_runs')
+  AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+  AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0::oid;
+DROP FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text);
+
+-- The built-in table, when stuck-runs created it here, gets its owner column.
+DO $owner$
+BEGIN
+    IF EXISTS (SELECT FROM stuck_runs_tables AS t
+               WHERE t.managed AND t.table_name OPERATOR(pg_catalog.=) pg_catalog.to_regclass(
+                   pg_catalog.format('%s.qualification_runs', _stuck_runs_schema()))) THEN
+        ALTER TABLE qualification_runs ADD COLUMN owner text;
+        COMMENT ON COLUMN qualification_runs.owner IS
+            'The life of the application instance working on the run (stuck_runs_claim()): recovered at once when that life ends, never for silence while it lives. NULL: the threshold decides, as for every run before owners.';
+        UPDATE stuck_runs_tables SET owner_column = 'owner' WHERE managed;
+    END IF;
+END
+$owner$;
+
+-- from sql/01_tables.sql
+COMMENT ON COLUMN stuck_runs_settings.dead_after IS
+    'How long an application instance may go without a heartbeat (database clock) before its life is over and its runs are recovered, whatever their idle time. Counted only once the server itself has been up that long, so a restart of the database is no mass death.';
+
+COMMENT ON COLUMN stuck_runs_tables.owner_column IS
+    'The column naming the life of the application instance working on a run (stuck_runs_start()), if the table has one: a run whose owner''s life is over is recovered at once, one whose owner is alive never for silence alone. Any type whose text form holds the life token (text, varchar, uuid); NULL allowed.';
+
+COMMENT ON COLUMN run_recoveries.reason IS
+    'Why the run was taken: NULL for no sign of life for older_than (the threshold, as every release before owners), or what ended its owner''s life (''instance web restarted'', ''instance web stopped heartbeating'').';
+
+-- from sql/03_adoption.sql
+CREATE OR REPLACE FUNCTION adopt_runs_table(
+    table_name          regclass,
+    id_column           text   DEFAULT 'id',
+    status_column       text   DEFAULT 'status',
+    created_at_column   text   DEFAULT 'created_at',
+    updated_at_column   text   DEFAULT 'updated_at',
+    completed_at_column text   DEFAULT 'completed_at',
+    error_column        text   DEFAULT 'error',
+    completed_column    text   DEFAULT 'completed',
+    total_column        text   DEFAULT 'total',
+    active_statuses     text[] DEFAULT '{PENDING,PROCESSING}',
+    failed_status       text   DEFAULT 'FAILED',
+    attempts_column     text   DEFAULT NULL,
+    time_zone           text   DEFAULT 'UTC',
+    owner_column        text   DEFAULT NULL
+) RETURNS stuck_runs_tables
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    entry    stuck_runs_tables;
+    col      record;
+    col_type regtype;
+    labels   text[];
+    wanted   text;
+    max_len  integer;
+    allowed  boolean;
+BEGIN
+    IF table_name IS NULL OR NOT EXISTS (
+        SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind IN ('r', 'p')
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is not a table', coalesce(table_name::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Its sweep index could not be built CONCURRENTLY, and every migrate would
+    -- fail trying: refused up front instead.
+    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) table_name AND c.relkind OPERATOR(pg_catalog.=) 'p') THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is a partitioned table, which stuck-runs does not cover yet', table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Adopt each partition instead: they are tables of their own (unless the table is partitioned by its status).';
+    END IF;
+    IF NOT _stuck_runs_may_adopt(table_name) THEN
+        RAISE EXCEPTION 'adopt_runs_table: must be the owner of table % (or a member of its owning role) to adopt it', table_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+
+    -- The candidate entry: from here on, roles are read through stuck_runs_roles.
+    entry.table_name := table_name;
+    entry.id_column := id_column;
+    entry.status_column := status_column;
+    entry.created_at_column := created_at_column;
+    entry.updated_at_column := updated_at_column;
+    entry.completed_at_column := completed_at_column;
+    entry.error_column := error_column;
+    entry.completed_column := completed_column;
+    entry.total_column := total_column;
+    entry.attempts_column := attempts_column;
+    entry.active_statuses := active_statuses;
+    entry.failed_status := failed_status;
+    entry.time_zone := time_zone;
+    entry.owner_column := owner_column;
+
+    FOR col IN
+        SELECT r.parameter AS role, r.required, r.kind, pg_catalog.to_jsonb(entry) ->> r.parameter AS name
+        FROM stuck_runs_roles AS r ORDER BY r.position
+    LOOP
+        IF col.name IS NULL THEN
+            IF col.required THEN
+                RAISE EXCEPTION 'adopt_runs_table: % is required', col.role
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            CONTINUE;
+        END IF;
+        col_type := _stuck_runs_column_type(table_name, col.name);
+        IF col_type IS NULL THEN
+            RAISE EXCEPTION 'adopt_runs_table: table % has no column "%" (given as %)',
+                table_name, col.name, col.role
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give the column name exactly as the table spells it, without quotes.';
+        END IF;
+        IF NOT _stuck_runs_fits(col.kind, col_type) THEN
+            RAISE EXCEPTION 'adopt_runs_table: column "%" (given as %) is of type %, which cannot hold %',
+                col.name, col.role, col_type,
+                CASE col.kind WHEN 'time' THEN 'a timestamp' WHEN 'count' THEN 'an integer count'
+                              WHEN 'text' THEN 'an error message' ELSE 'a status' END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+
+    SELECT pg_catalog.to_jsonb(entry) ->> r.parameter INTO wanted
+    FROM stuck_runs_roles AS r
+    WHERE pg_catalog.to_jsonb(entry) ->> r.parameter IS NOT NULL
+    GROUP BY 1 HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1
+    LIMIT 1;
+    IF wanted IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" is given for two roles; each role needs a column of its own', wanted
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- A status column too narrow for a status recovery writes: every sweep of
+    -- such a table would fail, so it is refused now.
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) status_column
+      AND a.atttypmod OPERATOR(pg_catalog.>) 0
+      AND a.atttypid OPERATOR(pg_catalog.=) ANY (ARRAY['varchar'::regtype, 'bpchar'::regtype]);
+    SELECT v INTO wanted FROM pg_catalog.unnest(active_statuses OPERATOR(pg_catalog.||) failed_status) AS v
+    WHERE pg_catalog.char_length(v) OPERATOR(pg_catalog.>) max_len LIMIT 1;
+    IF wanted IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as status_column) holds at most % characters; status "%" does not fit', status_column, max_len, wanted
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A partition whose partition key includes the status: moving a run to its
+    -- failed status moves it out of the partition, which an UPDATE of the
+    -- partition itself refuses.
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_partitioned_table AS p ON p.partrelid OPERATOR(pg_catalog.=) i.inhparent
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.inhparent
+             AND a.attnum OPERATOR(pg_catalog.=) ANY (p.partattrs::pg_catalog.int2[])
+        WHERE i.inhrelid OPERATOR(pg_catalog.=) table_name
+          AND a.attname OPERATOR(pg_catalog.=) status_column
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: % is a partition by its status column "%": recovery would move its runs out of it', table_name, status_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'stuck-runs does not cover tables partitioned by status yet.';
+    END IF;
+
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO max_len
+    FROM pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) error_column AND a.atttypmod OPERATOR(pg_catalog.>) 0;
+    IF max_len OPERATOR(pg_catalog.<) 255 THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as error_column) holds at most % characters; recovery''s message needs up to 255', error_column, max_len
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map a wider column, or none (error_column => NULL).';
+    END IF;
+
+    IF NOT EXISTS (
+        SELECT FROM pg_index AS i
+        JOIN pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+        WHERE i.indrelid OPERATOR(pg_catalog.=) table_name AND i.indisunique AND i.indpred IS NULL
+          AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 AND a.attname OPERATOR(pg_catalog.=) id_column
+    ) THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as id_column) is neither the primary key nor unique in %',
+            id_column, table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Recovery changes runs one by one and needs an id that names exactly one row.';
+    END IF;
+
+    IF active_statuses IS NULL OR pg_catalog.cardinality(active_statuses) OPERATOR(pg_catalog.=) 0
+       OR pg_catalog.array_position(active_statuses, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: active_statuses must list at least one status'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF failed_status IS NULL OR failed_status OPERATOR(pg_catalog.=) ANY (active_statuses) THEN
+        RAISE EXCEPTION 'adopt_runs_table: failed_status must be a status outside active_statuses, got %',
+            coalesce(failed_status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO labels
+    FROM pg_enum AS e
+    WHERE e.enumtypid OPERATOR(pg_catalog.=) _stuck_runs_column_type(table_name, status_column);
+    IF labels IS NOT NULL THEN
+        FOREACH wanted IN ARRAY active_statuses OPERATOR(pg_catalog.||) failed_status LOOP
+            IF NOT wanted OPERATOR(pg_catalog.=) ANY (labels) THEN
+                RAISE EXCEPTION 'adopt_runs_table: status "%" is not a value of the enum % of column "%"',
+                    wanted, _stuck_runs_column_type(table_name, status_column), status_column
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = pg_catalog.format('Its values are: %s.', pg_catalog.array_to_string(labels, ', '));
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- A CHECK constraint on the status column alone must allow every status
+    -- recovery writes (or reads): try each value against its expression.
+    FOR col IN
+        SELECT con.conname, pg_catalog.pg_get_expr(con.conbin, con.conrelid) AS expr
+        FROM pg_constraint AS con
+        JOIN pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) con.conrelid AND a.attname OPERATOR(pg_catalog.=) status_column
+        WHERE con.conrelid OPERATOR(pg_catalog.=) table_name AND con.contype OPERATOR(pg_catalog.=) 'c' AND con.conkey OPERATOR(pg_catalog.=) ARRAY[a.attnum]
+    LOOP
+        FOREACH wanted IN ARRAY active_statuses OPERATOR(pg_catalog.||) failed_status LOOP
+            -- The constraint's functions are the owner's code: evaluated as the owner.
+            allowed := (_stuck_runs_as_owner(table_name, pg_catalog.format(
+                            'SELECT pg_catalog.to_jsonb(%s) FROM (SELECT $5::%s AS %I) AS r', col.expr,
+                            pg_catalog.format_type(_stuck_runs_column_type(table_name, status_column), NULL),
+                            status_column), value => wanted) OPERATOR(pg_catalog.->>) 0)::boolean;
+            IF allowed OPERATOR(pg_catalog.=) false THEN
+                RAISE EXCEPTION 'adopt_runs_table: status "%" is not allowed by the CHECK constraint % of %',
+                    wanted, col.conname, table_name
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = pg_catalog.format('The constraint reads: %s.', col.expr);
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    -- A requeued run has no owner until a worker claims it again.
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+               WHERE a.attrelid OPERATOR(pg_catalog.=) table_name AND a.attname OPERATOR(pg_catalog.=) owner_column
+                 AND a.attnotnull) THEN
+        RAISE EXCEPTION 'adopt_runs_table: column "%" (given as owner_column) is NOT NULL; a requeued run has no owner until one claims it', owner_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map a column that allows NULL, or none (owner_column => NULL).';
+    END IF;
+
+    BEGIN
+        PERFORM pg_catalog.now() AT TIME ZONE time_zone;
+    EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
+        RAISE EXCEPTION 'adopt_runs_table: time_zone "%" is not a time zone PostgreSQL knows', time_zone
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example UTC, or a name from pg_timezone_names such as America/New_York.';
+    END;
+    IF time_zone IS NULL THEN
+        RAISE EXCEPTION 'adopt_runs_table: time_zone must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Serialised: many app instances run `migrate --adopt` at once after a reset.
+    LOCK TABLE stuck_runs_tables IN SHARE ROW EXCLUSIVE MODE;
+    -- An entry for a table of this name that was dropped (prisma migrate reset)
+    -- is replaced by this one.
+    DELETE FROM stuck_runs_tables AS t
+    WHERE NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+      AND (t.schema_name, t.relation_name) = (
+          SELECT n.nspname::text, c.relname::text
+          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE c.oid OPERATOR(pg_catalog.=) table_name);
+
+    SELECT n.nspname::text, c.relname::text INTO entry.schema_name, entry.relation_name
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE c.oid OPERATOR(pg_catalog.=) table_name;
+    entry.adopted_at := pg_catalog.now();
+    DELETE FROM stuck_runs_tables AS t WHERE t.table_name OPERATOR(pg_catalog.=) entry.table_name
+    RETURNING t.managed INTO entry.managed;
+    entry.managed := coalesce(entry.managed, false);
+    INSERT INTO stuck_runs_tables SELECT (entry).*;
+
+    -- 'processing' is not 'PROCESSING': when a sample of the table holds rows
+    -- and none has any status we were told about, say what it does hold.
+    -- Read as the owner: row-level security would hide rows from anyone else.
+    SELECT pg_catalog.array_agg(l.v ORDER BY l.v), pg_catalog.bool_or(l.v OPERATOR(pg_catalog.=) ANY (active_statuses OPERATOR(pg_catalog.||) failed_status))
+        INTO labels, allowed
+    FROM pg_catalog.jsonb_array_elements_text(coalesce(_stuck_runs_as_owner(table_name, pg_catalog.format(
+             'SELECT pg_catalog.jsonb_agg(DISTINCT s) FROM (SELECT %s AS s FROM %s AS r LIMIT 10000) AS sample',
+             _stuck_runs_text_sql(status_column), _stuck_runs_qualified_name(table_name))), '[]')) AS l(v);
+    IF labels IS NOT NULL AND NOT allowed THEN
+        RAISE WARNING 'stuck-runs: no row of % has status %; its rows have: %',
+            table_name, pg_catalog.array_to_string(active_statuses OPERATOR(pg_catalog.||) failed_status, ', '),
+            pg_catalog.array_to_string(labels[1:10], ', ')
+            USING HINT = 'Statuses are compared exactly, case included: give --active-statuses and --failed-status as the table spells them.';
+    END IF;
+
+    IF EXISTS (SELECT FROM stuck_runs_index_ddl(table_name)) THEN
+        RAISE NOTICE 'stuck-runs: % has no index for sweeps yet; run outside a transaction: %',
+            table_name, (SELECT pg_catalog.string_agg(d, '; ') FROM stuck_runs_index_ddl(table_name) AS d);
+    END IF;
+    RETURN entry;
+END
+$$;
+
+COMMENT ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text, text) IS
+    'Registers (or re-maps) a runs table so recovery covers it: which column plays which role, which statuses are active and which one means failed, and in which zone the application writes timestamp without time zone columns. Only the table''s owner may adopt it. Validates everything up front (SQLSTATE 22023 naming the column or value) so a sweep never meets a bad mapping. Never alters the table; see stuck_runs_index_ddl() for its index.';
+
+-- from sql/04_recovery.sql
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_sql(t stuck_runs_tables, dead boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
+    -- $3 max_attempts, $4 older_than, $5 the owners' lives (jsonb text, see
+    -- _stuck_runs_owner_states; dead: some have ended). It may run as the table's owner
+    -- (_stuck_runs_as_owner), so it names nothing of stuck-runs' own and
+    -- returns its runs as jsonb; the caller writes the audit.
+    qualified   text := _stuck_runs_qualified_name(t.table_name);
+    status_type text := pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL);
+    requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
+                             ELSE pg_catalog.format('coalesce(r.%I OPERATOR(pg_catalog.<) $3, false)', t.attempts_column) END;
+    error_len   integer;
+    message     text;
+    sets        text[];
+BEGIN
+    SELECT a.atttypmod OPERATOR(pg_catalog.-) 4 INTO error_len
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid OPERATOR(pg_catalog.=) t.table_name AND a.attname OPERATOR(pg_catalog.=) t.error_column
+      AND a.atttypmod OPERATOR(pg_catalog.>) 0;
+    -- Never NULL, whatever the progress columns hold; cut to the column's width.
+    message := pg_catalog.format(
+        $msg$pg_catalog.left(pg_catalog.concat(CASE WHEN c.reason IS NULL THEN pg_catalog.concat('Recovered as stuck by stuck-runs: ', c.status, ' with no sign of life for ', coalesce(CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) c.touched)::text END, 'an unknown time'), ' (threshold ', $4::text, ')') ELSE pg_catalog.concat('Recovered by stuck-runs: ', c.status, ' when its owner''s life ended (', c.reason, ')') END, %s), %s)$msg$,
+        CASE WHEN t.completed_column IS NULL OR t.total_column IS NULL
+             THEN $msg$'. Partial progress was kept.'$msg$
+             ELSE pg_catalog.format($msg$'. Partial progress (', coalesce(r.%I::text, '?'), '/', coalesce(r.%I::text, '?'), ') was kept.'$msg$,
+                         t.completed_column, t.total_column) END,
+        coalesce(error_len, 1000));
+    sets := ARRAY[
+        pg_catalog.format('%I = CASE WHEN %s THEN %L::%s ELSE %L::%s END',
+               t.status_column, requeue, t.active_statuses[1], status_type, t.failed_status, status_type),
+        pg_catalog.format('%I = CASE WHEN %s THEN %s ELSE r.%I END',
+               t.updated_at_column, requeue, _stuck_runs_now_sql(t, t.updated_at_column),
+               t.updated_at_column)];
+    IF t.attempts_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I OPERATOR(pg_catalog.+) 1 ELSE r.%I END',
+                               t.attempts_column, requeue, t.attempts_column, t.attempts_column);
+    END IF;
+    IF t.owner_column IS NOT NULL THEN
+        -- A requeued run waits for a new owner to claim it; a failed one keeps
+        -- the life that had it, for the record.
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN NULL ELSE r.%I END',
+                               t.owner_column, requeue, t.owner_column);
+    END IF;
+    IF t.completed_at_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
+            t.completed_at_column, requeue, t.completed_at_column,
+            _stuck_runs_now_sql(t, t.completed_at_column));
+    END IF;
+    IF t.error_column IS NOT NULL THEN
+        sets := sets OPERATOR(pg_catalog.||) pg_catalog.format('%I = CASE WHEN %s THEN r.%I ELSE %s END',
+                               t.error_column, requeue, t.error_column, message);
+    END IF;
+
+    -- Rows are matched by ctid (locked by the first step, so it cannot move):
+    -- no equality operator of the id's type, whatever that type is, is needed.
+    RETURN pg_catalog.format($sql$
+        WITH candidates AS (
+            SELECT r.ctid AS row_id, %2$s AS status, %3$s AS touched, %13$s AS requeue, %14$s AS reason
+            FROM %4$s AS r
+            WHERE %5$s
+            ORDER BY r.%6$I
+            LIMIT $2
+            FOR UPDATE OF r SKIP LOCKED
+        ), changed AS (
+            UPDATE %4$s AS r
+            SET %7$s
+            FROM candidates AS c
+            WHERE r.ctid OPERATOR(pg_catalog.=) c.row_id AND %5$s
+            RETURNING %1$s AS run_id, c.status AS previous_status, %2$s AS status,
+                      %8$s AS completed, %9$s AS total,
+                      CASE WHEN pg_catalog.isfinite(%10$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %10$s END AS age,
+                      CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.now() OPERATOR(pg_catalog.-) c.touched END AS idle,
+                      CASE WHEN %2$s OPERATOR(pg_catalog.=) %11$L THEN 'failed' ELSE 'requeued' END AS action,
+                      %12$s AS attempts, c.requeue, c.reason
+        )
+        -- Only runs that took the status recovery wrote: one a trigger kept
+        -- active is not reported, audited or counted against the batch.
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM changed AS c
+        WHERE c.action OPERATOR(pg_catalog.=) CASE WHEN c.requeue THEN 'requeued' ELSE 'failed' END
+        $sql$,
+        _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column), _stuck_runs_touched_sql(t),
+        qualified, _stuck_runs_recoverable_sql(t, '$1', dead), t.updated_at_column,
+        pg_catalog.array_to_string(sets, ', '),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_time_sql(t, t.created_at_column),
+        t.failed_status,
+        _stuck_runs_count_sql(t.attempts_column), requeue,
+        CASE WHEN t.owner_column IS NULL THEN 'NULL::text'
+             ELSE pg_catalog.format('NULLIF(%s, ''live'')', _stuck_runs_owner_sql(t)) END);
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_sweep_sql(stuck_runs_tables, boolean) IS
+    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, return the changed runs as jsonb. With dead, it also takes every active run whose owner''s life has ended. Identifiers go through %I, values through %L or parameters.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT _stuck_runs_sweep_sql(t, true) $$;
+
+COMMENT ON FUNCTION stuck_runs_sweep_sql(stuck_runs_tables) IS
+    'The statement that recovers the stuck runs of one registered table, as a sweep runs it when some owner''s life has ended (without one, the arm for ended owners is left out): SELECT t.table_name, stuck_runs_sweep_sql(t) FROM stuck_runs_tables AS t shows exactly what runs.';
+
+CREATE OR REPLACE VIEW _stuck_runs_covered AS
+    -- Every sweep starts here, so it is a view (planned into the caller's query,
+    -- no function call): the table exists (still a table), every mapped column
+    -- is still there with a type that fits its role,
+    -- and whoever registered it could still adopt it (an entry written before
+    -- 0.3 has no adopter and waits for `migrate --adopt` to confirm it). Why a
+    -- table is left out is for stuck_runs_coverage_problems() to say.
+    SELECT s.* FROM stuck_runs_tables AS s
+    WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                  WHERE c.oid OPERATOR(pg_catalog.=) s.table_name
+                    AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                    AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles AS a
+                                          WHERE a.oid OPERATOR(pg_catalog.=) s.adopted_by)
+                             THEN pg_catalog.pg_has_role(s.adopted_by, c.relowner, 'USAGE') END)
+      AND NOT EXISTS (
+          SELECT FROM pg_catalog.jsonb_each_text(pg_catalog.to_jsonb(s)) AS j(key, name)
+          JOIN stuck_runs_roles AS r ON r.parameter OPERATOR(pg_catalog.=) j.key
+          WHERE j.name IS NOT NULL
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                            WHERE a.attrelid OPERATOR(pg_catalog.=) s.table_name
+                              AND a.attname OPERATOR(pg_catalog.=) j.name
+                              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                              -- _stuck_runs_fits(), spelled out: this runs at every call.
+                              AND (r.kind OPERATOR(pg_catalog.=) 'any'
+                                   OR a.atttypid OPERATOR(pg_catalog.=) ANY (CASE r.kind
+                                       WHEN 'time' THEN '{timestamptz,timestamp}'::regtype[]::pg_catalog.oid[]
+                                       WHEN 'count' THEN '{int2,int4,int8}'::regtype[]::pg_catalog.oid[]
+                                       ELSE '{text,varchar}'::regtype[]::pg_catalog.oid[] END)
+                                   OR (r.kind OPERATOR(pg_catalog.=) 'status'
+                                       AND EXISTS (SELECT FROM pg_catalog.pg_type AS ty
+                                                   WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid
+                                                     AND ty.typtype OPERATOR(pg_catalog.=) 'e')))))
+    ORDER BY s.table_name::text;
+
+CREATE OR REPLACE FUNCTION recover_stuck_runs(
+    older_than   interval DEFAULT _stuck_runs_threshold(),
+    max_runs     integer  DEFAULT NULL,
+    max_attempts integer  DEFAULT NULL
+) RETURNS SETOF stuck_runs_recovered_run
+LANGUAGE plpgsql VOLATILE
+-- Before the body runs: compiling it opens the registry (a row variable of its
+-- type), which a role with write grants on it may hold locked. Bounded, that
+-- is an error after 2 s instead of a wait until statement_timeout.
+SET lock_timeout = '2s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cutoff    timestamptz;
+    t         stuck_runs_tables;
+    runs      stuck_runs_recovered_run[] := '{}'::stuck_runs_recovered_run[];
+    swept     stuck_runs_recovered_run[];
+    any_stuck boolean;
+    n         integer;
+    requeued  integer;
+    payload   text;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
+    tables    integer;
+    share     integer;
+    failed    regclass[] := '{}'::regclass[];
+    lives     jsonb;
+    dead      boolean;
+    remaining text[];
+BEGIN
+    IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
+        RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
+            coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: SELECT * FROM recover_stuck_runs(''5 minutes'').';
+    END IF;
+    IF max_runs IS NOT NULL AND max_runs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_runs must be at least 1 (or NULL for no limit), got %', max_runs
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_attempts must be 0 or more (or NULL: never requeue), got %', max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    EXCEPTION WHEN datetime_field_overflow THEN
+        RAISE EXCEPTION 'recover_stuck_runs: older_than % is out of range', older_than
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+
+    PERFORM _stuck_runs_bound_lock_wait();
+    -- Whatever a session, a role's settings or a pooled neighbour left there:
+    -- this call reports its own failures only.
+    PERFORM pg_catalog.set_config('stuck_runs.unswept', '', true);
+    IF max_runs IS NOT NULL THEN
+        SELECT pg_catalog.count(*)::integer INTO tables FROM _stuck_runs_covered;
+    END IF;
+    -- Owners: lives silent for dead_after end here; the sweeps get every life
+    -- still of interest as one parameter.
+    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+
+    -- For each table: probe, sweep, collect. A table that fails (altered under
+    -- us, locked, a row that a trigger or a CHECK refuses, a value out of
+    -- range, an owner this role may not act as) is rolled back alone and
+    -- reported; the other tables are still recovered. With max_runs, a first
+    -- pass gives every table its share of the batch, so that one table with a
+    -- backlog (or an owner whose trigger keeps its runs stuck) cannot starve
+    -- the tables after it; a second pass spends what the others left.
+    FOR pass IN 1..CASE WHEN max_runs IS NULL THEN 1 ELSE 2 END LOOP
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        IF pass OPERATOR(pg_catalog.=) 1 THEN
+            covered := covered OPERATOR(pg_catalog.+) 1;
+        END IF;
+        EXIT WHEN max_runs IS NOT NULL AND pg_catalog.cardinality(runs) OPERATOR(pg_catalog.>=) max_runs;
+        CONTINUE WHEN t.table_name OPERATOR(pg_catalog.=) ANY (failed);
+        share := CASE WHEN max_runs IS NULL THEN NULL
+                      WHEN pass OPERATOR(pg_catalog.=) 1
+                      THEN LEAST(max_runs OPERATOR(pg_catalog.-) pg_catalog.cardinality(runs),
+                                            (max_runs OPERATOR(pg_catalog.+) tables OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) GREATEST(tables, 1))
+                      ELSE max_runs OPERATOR(pg_catalog.-) pg_catalog.cardinality(runs) END;
+        BEGIN
+            -- Nothing stuck is the usual case: a probe that costs a fraction of
+            -- building and planning the full sweep answers it. Even a read runs
+            -- code of the table's owner (the planner evaluates its immutable
+            -- functions in index expressions and predicates; its policies), so
+            -- where that code may not run here the sweep, as the owner, answers
+            -- instead.
+            IF _stuck_runs_runs_here(t.table_name) THEN
+                EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
+                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_recoverable_sql(t, '$1', dead))
+                    INTO any_stuck USING cutoff, NULL::integer, NULL::integer, NULL::interval, lives::text;
+                CONTINUE WHEN NOT any_stuck;
+            END IF;
+            SELECT pg_catalog.array_agg(ROW(t.table_name::text, j.run_id, j.previous_status, j.status,
+                                            j.completed, j.total, j.age, j.idle, j.action,
+                                            j.attempts, j.reason)::stuck_runs_recovered_run ORDER BY j.run_id)
+                INTO swept
+            FROM pg_catalog.jsonb_populate_recordset(
+                     NULL::stuck_runs_recovered_run,
+                     _stuck_runs_as_owner(t.table_name, _stuck_runs_sweep_sql(t, dead), cutoff,
+                                          share, max_attempts, older_than, lives::text)) AS j;
+            -- The audit is written by this role, never by the owner's step.
+            INSERT INTO run_recoveries
+                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action, reason)
+            SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle,
+                   older_than, u.action, u.reason
+            FROM pg_catalog.unnest(swept) AS u;
+            runs := runs OPERATOR(pg_catalog.||) coalesce(swept, '{}'::stuck_runs_recovered_run[]);
+        EXCEPTION WHEN OTHERS THEN
+            failed := failed OPERATOR(pg_catalog.||) t.table_name;
+            RAISE WARNING 'stuck-runs: % was not swept: %', t.table_name, SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables were recovered.', SQLSTATE);
+            -- A WARNING cannot be caught: drain_stuck_runs() reads the tables
+            -- that failed from this transaction-local setting, to end in an
+            -- ERROR (what pg_cron records) after committing the others.
+            PERFORM pg_catalog.set_config('stuck_runs.unswept',
+                (CASE WHEN coalesce(pg_catalog.current_setting('stuck_runs.unswept', true), '') OPERATOR(pg_catalog.=) ''
+                      THEN '{}'::jsonb ELSE pg_catalog.current_setting('stuck_runs.unswept')::jsonb END
+                 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(t.table_name::text, SQLERRM))::text, true);
+        END;
+    END LOOP;
+    END LOOP;
+
+    -- Ended lives whose runs are all recovered need no more full reads. Only
+    -- when this call saw every table through: a failed table, or a batch cut
+    -- short, may still hold their runs.
+    IF dead AND pg_catalog.cardinality(failed) OPERATOR(pg_catalog.=) 0
+       AND (max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs) THEN
+        remaining := _stuck_runs_dead_owners_left(lives);
+        IF remaining IS NOT NULL THEN
+            PERFORM _stuck_runs_clear_lives(ARRAY(
+                SELECT l.key FROM pg_catalog.jsonb_each_text(lives) AS l
+                WHERE l.value OPERATOR(pg_catalog.<>) 'live' AND l.key OPERATOR(pg_catalog.<>) ALL (remaining)));
+        END IF;
+    END IF;
+
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    IF max_runs IS NULL OR pg_catalog.cardinality(runs) OPERATOR(pg_catalog.<) max_runs THEN
+        PERFORM _stuck_runs_warn_uncovered(covered);
+    END IF;
+
+    n := pg_catalog.cardinality(runs);
+    IF n OPERATOR(pg_catalog.>) 0 THEN
+        -- One notification per recovering call, delivered on commit only. Run ids
+        -- are listed while the payload stays under PostgreSQL's 8000-byte limit.
+        SELECT (pg_catalog.count(*) FILTER (WHERE u.action OPERATOR(pg_catalog.=) 'requeued'))::integer INTO requeued
+        FROM pg_catalog.unnest(runs) AS u;
+        IF n OPERATOR(pg_catalog.<=) 200 THEN
+            payload := pg_catalog.json_build_object(
+                'count', n, 'failed', n OPERATOR(pg_catalog.-) requeued, 'requeued', requeued,
+                'runs', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('table', u.table_name, 'run_id', u.run_id,
+                                                                                  'action', u.action))
+                         FROM pg_catalog.unnest(runs) AS u),
+                'runs_omitted', false)::text;
+        END IF;
+        IF payload IS NULL OR pg_catalog.octet_length(payload) OPERATOR(pg_catalog.>=) 8000 THEN
+            payload := pg_catalog.json_build_object(
+                'count', n, 'failed', n OPERATOR(pg_catalog.-) requeued, 'requeued', requeued,
+                'runs_omitted', true)::text;
+        END IF;
+        PERFORM pg_catalog.pg_notify('stuck_runs_recovered', payload);
+    END IF;
+
+    RETURN QUERY SELECT u.* FROM pg_catalog.unnest(runs) AS u ORDER BY u.idle DESC, u.table_name, u.run_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _stuck_runs_list(idle_longer_than interval)
+RETURNS TABLE (
+    table_name text,
+    run_id     text,
+    status     text,
+    completed  integer,
+    total      integer,
+    age        interval,
+    idle       interval
+)
+LANGUAGE plpgsql VOLATILE
+SET lock_timeout = '2s'  -- see recover_stuck_runs()
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t         stuck_runs_tables;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
+    covered   integer := 0;
+    query     text;
+    lives     jsonb;
+    dead      boolean;
+BEGIN
+    PERFORM _stuck_runs_bound_lock_wait();
+    -- What a sweep would decide about owners, without ending any life: a
+    -- read changes nothing.
+    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(false) AS o;
+    FOR t IN SELECT * FROM _stuck_runs_covered LOOP
+        covered := covered OPERATOR(pg_catalog.+) 1;
+        BEGIN
+            -- Statuses and ids print through their types' output functions,
+            -- never a cast. An infinite timestamp has no age: NULL.
+            query := pg_catalog.format(
+                'SELECT %1$L::text AS table_name, %2$s AS run_id, %3$s AS status, %4$s AS completed,'
+                ' %5$s AS total,'
+                ' CASE WHEN pg_catalog.isfinite(%6$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %6$s END AS age,'
+                ' CASE WHEN pg_catalog.isfinite(%7$s) THEN pg_catalog.now() OPERATOR(pg_catalog.-) %7$s END AS idle'
+                ' FROM %8$s AS r WHERE %9$s',
+                t.table_name::text, _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
+                _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+                _stuck_runs_time_sql(t, t.created_at_column), _stuck_runs_touched_sql(t),
+                _stuck_runs_qualified_name(t.table_name),
+                CASE WHEN idle_longer_than IS NULL
+                     THEN _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column), t.active_statuses,
+                                                _stuck_runs_column_type(t.table_name, t.status_column))
+                     ELSE _stuck_runs_recoverable_sql(t, '(pg_catalog.now() OPERATOR(pg_catalog.-) $4)', dead) END);
+            IF _stuck_runs_runs_here(t.table_name) THEN
+                RETURN QUERY EXECUTE query USING NULL::timestamptz, NULL::integer, NULL::integer, idle_longer_than, lives::text;
+            ELSE
+                -- Even reading runs the owner's code (the planner evaluates the
+                -- immutable functions of its index expressions; its policies):
+                -- read as the owner. A read-only transaction cannot, and says so.
+                RETURN QUERY
+                    SELECT x.* FROM pg_catalog.jsonb_to_recordset(coalesce(_stuck_runs_as_owner(
+                        t.table_name,
+                        pg_catalog.format('SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(l)) FROM (%s) AS l', query),
+                        older_than => idle_longer_than, value => lives::text), '[]')) AS x(
+                        table_name text, run_id text, status text, completed integer, total integer,
+                        age interval, idle interval);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: % was not read: %', t.table_name, SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the other tables are listed.', SQLSTATE);
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    PERFORM _stuck_runs_warn_uncovered(covered);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION resume_run(run_id text, in_table regclass DEFAULT NULL)
+RETURNS TABLE (
+    table_name text,
+    id         text,
+    status     text,
+    completed  integer,
+    total      integer,
+    attempts   integer
+)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t         stuck_runs_tables;
+    found_in  stuck_runs_tables;
+    status_of text;
+    found_status text;
+    resumed   jsonb;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    IF run_id IS NULL THEN
+        RAISE EXCEPTION 'resume_run: run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM _stuck_runs_bound_lock_wait();
+    FOR t IN
+        SELECT * FROM _stuck_runs_covered AS s
+        WHERE in_table IS NULL OR s.table_name OPERATOR(pg_catalog.=) in_table
+    LOOP
+        -- Looked up as the table's owner: the id is converted to the id
+        -- column's type, and a domain's CHECK or a cast is the owner's code.
+        BEGIN
+            status_of := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+                'SELECT pg_catalog.to_jsonb(%s) FROM %s AS r WHERE r.%I OPERATOR(pg_catalog.=) $5::%s FOR UPDATE',
+                _stuck_runs_text_sql(t.status_column), _stuck_runs_qualified_name(t.table_name), t.id_column,
+                pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL)),
+                value => run_id) OPERATOR(pg_catalog.->>) 0;
+        EXCEPTION
+            WHEN data_exception OR integrity_constraint_violation THEN
+                status_of := NULL;  -- not an id this table can hold
+            WHEN OTHERS THEN
+                -- Locked, refused, or its owner's code raised: that table's
+                -- fault, not a reason to fail resuming a run elsewhere.
+                RAISE WARNING 'stuck-runs: % was not searched: %', t.table_name, SQLERRM;
+                status_of := NULL;
+        END;
+        CONTINUE WHEN status_of IS NULL;
+        IF found_in IS NOT NULL THEN
+            RAISE EXCEPTION 'resume_run: run % exists in % and in %; name the table', run_id, found_in.table_name, t.table_name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        found_in := t;
+        found_status := status_of;
+    END LOOP;
+    IF found_in IS NULL THEN
+        RAISE EXCEPTION 'resume_run: no run with id %', run_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF found_status OPERATOR(pg_catalog.<>) found_in.failed_status THEN
+        RAISE EXCEPTION 'resume_run: run % is %; only a % run can be resumed', run_id, found_status, found_in.failed_status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    t := found_in;
+    resumed := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+        'UPDATE %s AS r SET %I = %L::%s, %I = %s%s%s%s WHERE r.%I OPERATOR(pg_catalog.=) $5::%s'
+        ' RETURNING pg_catalog.jsonb_build_array(%s, %s, %s, %s, %s)',
+        _stuck_runs_qualified_name(t.table_name), t.status_column, t.active_statuses[1],
+        pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
+        CASE WHEN t.completed_at_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.completed_at_column) END,
+        CASE WHEN t.error_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.error_column) END,
+        CASE WHEN t.attempts_column IS NULL THEN ''
+             ELSE pg_catalog.format(', %I = r.%I OPERATOR(pg_catalog.+) 1', t.attempts_column, t.attempts_column) END
+        -- A resumed run waits for a new owner: the life that had it is over.
+        OPERATOR(pg_catalog.||) CASE WHEN t.owner_column IS NULL THEN '' ELSE pg_catalog.format(', %I = NULL', t.owner_column) END,
+        t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
+        _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column),
+        _stuck_runs_count_sql(t.completed_column), _stuck_runs_count_sql(t.total_column),
+        _stuck_runs_count_sql(t.attempts_column)),
+        value => run_id);
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+    RETURN QUERY SELECT t.table_name::text, resumed OPERATOR(pg_catalog.->>) 0, resumed OPERATOR(pg_catalog.->>) 1,
+                        (resumed OPERATOR(pg_catalog.->>) 2)::integer, (resumed OPERATOR(pg_catalog.->>) 3)::integer,
+                        (resumed OPERATOR(pg_catalog.->>) 4)::integer;
+END
+$$;
+
+-- from sql/06_owners.sql
+-- stuck-runs: owners. An application instance (a stable name: a pod, a host, "web")
+-- starts a new life each time its process starts and heartbeats while it lives. A run
+-- whose owner column holds a life that is over is recovered at once, whatever its idle
+-- time; a run whose owner is alive is never recovered for silence. Liveness is judged
+-- by the database's clock only.
+--
+-- Why lives, not advisory locks or backend pids: through a transaction pooler a lock
+-- or a pid belongs to whichever client last used the server connection, so a dead
+-- worker's lock can live on (a missed rescue) and a live worker's can vanish (a false
+-- one). A row per life, written by one statement per heartbeat, means the same thing
+-- whatever carries the statement.
+
+CREATE TABLE IF NOT EXISTS stuck_runs_lives (
+    life         text PRIMARY KEY CHECK (pg_catalog.length(life) BETWEEN 8 AND 200),
+    instance     text NOT NULL CHECK (pg_catalog.length(instance) BETWEEN 1 AND 200),
+    started_by   oid NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    heartbeat_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    ended_at     timestamptz,
+    end_reason   text CHECK (end_reason IN ('restarted', 'stopped heartbeating')),
+    cleared_at   timestamptz
+) WITH (fillfactor = 50);
+
+COMMENT ON TABLE stuck_runs_lives IS
+    'One row per life of an application instance: started by stuck_runs_start(), kept alive by stuck_runs_heartbeat(), ended by a newer life of the same instance or by silence longer than stuck_runs_settings.dead_after. cleared_at: no active run names the ended life any more, so sweeps stop looking for it. Row-level security: every role reads every life (a sweep must know who is alive), only the role that started a life (or may act as it) keeps it alive or ends it, and any role may end a life only once it is silent. fillfactor 50 leaves room on each page, so a heartbeat is a HOT update.';
+
+CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (instance);
+
+CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    -- The role that started a life (or one that may act as it: the runner's
+    -- role at a deploy, a superuser) may end it or heartbeat it. The current
+    -- role, not the session's: code of a table's owner that runs during a
+    -- superuser's sweep runs as that owner, and speaks for its lives only.
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(CURRENT_USER, o.oid, 'MEMBER')
+                     FROM pg_catalog.pg_roles AS o WHERE o.oid OPERATOR(pg_catalog.=) started_by), false)
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_may_speak_for(oid) IS
+    'Whether the current role may end or heartbeat a life started by the given role: only that role, its members, or a superuser.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_silent(heartbeat_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    -- No heartbeat for dead_after, by the database's clock; and not right
+    -- after a restart of the server, which makes every heartbeat stale at
+    -- once: that is no death.
+    SELECT heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
+           AND (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.pg_postmaster_start_time())
+               OPERATOR(pg_catalog.>) s.dead_after
+    FROM stuck_runs_settings AS s
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_silent(timestamptz) IS
+    'Whether a life with this last heartbeat is silent: no heartbeat for dead_after, counted only once the server has been up for dead_after.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_lives_fixed() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Whoever may update a row (its role, or anyone ending it once silent)
+    -- changes its state, never whose life it is.
+    IF (NEW.life, NEW.instance, NEW.started_by, NEW.started_at)
+       IS DISTINCT FROM (OLD.life, OLD.instance, OLD.started_by, OLD.started_at) THEN
+        RAISE EXCEPTION 'stuck-runs: a life''s name, instance, role and start never change'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_lives_fixed() IS
+    'Keeps a life''s identity (token, instance, role, start) as it was started: row-level security lets any role end a silent life, and that must not let it take the life over.';
+
+DROP TRIGGER IF EXISTS _stuck_runs_lives_fixed ON stuck_runs_lives;
+
+CREATE TRIGGER _stuck_runs_lives_fixed BEFORE UPDATE ON stuck_runs_lives
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_lives_fixed();
+
+ALTER TABLE stuck_runs_lives ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS stuck_runs_lives_read ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_read ON stuck_runs_lives FOR SELECT USING (true);
+
+DROP POLICY IF EXISTS stuck_runs_lives_start ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_start ON stuck_runs_lives FOR INSERT
+    WITH CHECK (started_by OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                                   WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
+
+DROP POLICY IF EXISTS stuck_runs_lives_own ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_own ON stuck_runs_lives FOR UPDATE
+    USING (_stuck_runs_may_speak_for(started_by));
+
+DROP POLICY IF EXISTS stuck_runs_lives_end ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_end ON stuck_runs_lives FOR UPDATE
+    USING (ended_at IS NOT NULL OR _stuck_runs_silent(heartbeat_at))
+    WITH CHECK (ended_at IS NOT NULL);
+
+DROP POLICY IF EXISTS stuck_runs_lives_forget ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_forget ON stuck_runs_lives FOR DELETE
+    USING (cleared_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days'));
+
+CREATE OR REPLACE FUNCTION _stuck_runs_begin_life(instance text, life text) RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    known stuck_runs_lives;
+BEGIN
+    IF instance IS NULL OR pg_catalog.length(instance) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'stuck_runs_start: instance must be a name of 1 to 200 characters, got %', coalesce(pg_catalog.quote_literal(instance), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF life IS NOT NULL AND pg_catalog.length(life) NOT BETWEEN 8 AND 200 THEN
+        RAISE EXCEPTION 'stuck_runs_start: life must be a token of 8 to 200 characters (a fresh UUID per process), got %', pg_catalog.quote_literal(life)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Two processes starting under one name at once are serialised: each new
+    -- life ends the lives before it, never one that began after it.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stuck_runs_lives'), pg_catalog.hashtext(instance));
+    SELECT * INTO known FROM stuck_runs_lives AS l WHERE l.life OPERATOR(pg_catalog.=) life;
+    IF FOUND THEN
+        IF known.instance OPERATOR(pg_catalog.<>) instance THEN
+            RAISE EXCEPTION 'stuck_runs_start: life % belongs to instance %, not %', life, known.instance, instance
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT _stuck_runs_may_speak_for(known.started_by) THEN
+            RAISE EXCEPTION 'stuck_runs_start: life % was started by another role', life
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF known.ended_at IS NOT NULL THEN
+            RETURN 'fenced';
+        END IF;
+        -- The same life again (Next.js re-running register(), start-up code
+        -- called twice in one process): nothing ends.
+        UPDATE stuck_runs_lives AS l SET heartbeat_at = pg_catalog.clock_timestamp()
+        WHERE l.life OPERATOR(pg_catalog.=) life;
+        RETURN 'alive';
+    END IF;
+    -- A new life (or, with life NULL, a deploy announcing one): every earlier
+    -- life of the name is over, and its runs are recovered by the sweep that
+    -- follows in the same call.
+    UPDATE stuck_runs_lives AS l
+    SET ended_at = pg_catalog.clock_timestamp(),
+        end_reason = 'restarted'
+    WHERE l.instance OPERATOR(pg_catalog.=) instance AND l.ended_at IS NULL
+      AND _stuck_runs_may_speak_for(l.started_by);
+    IF life IS NOT NULL THEN
+        INSERT INTO stuck_runs_lives (life, instance, started_by)
+        VALUES (life, instance, (SELECT o.oid FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
+    END IF;
+    RETURN 'started';
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_begin_life(text, text) IS
+    'Records a new life of an instance and ends every earlier life of that name the caller may speak for (life NULL: ends them only, for a deploy step that runs before the app). The same life again changes nothing. Returns started, alive or fenced (that life is already over).';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_beat(life text) RETURNS text
+LANGUAGE sql VOLATILE
+AS $$
+    -- One HOT update (heartbeat_at is in no index) when the life is alive.
+    WITH beat AS (
+        UPDATE stuck_runs_lives AS l SET heartbeat_at = pg_catalog.clock_timestamp()
+        WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NULL
+          AND _stuck_runs_may_speak_for(l.started_by)
+        RETURNING 'alive'::text AS state
+    )
+    SELECT coalesce((SELECT b.state FROM beat AS b),
+                    (SELECT 'fenced'::text FROM stuck_runs_lives AS l
+                     WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NOT NULL),
+                    'unknown'::text)
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_beat(text) IS
+    'Moves a live life''s heartbeat to the database''s clock: alive; fenced when the life is over (its runs were or will be recovered: the process must stop working on them); unknown when no such life was started.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_owner_states(end_silent boolean, OUT lives jsonb, OUT dead boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $$
+BEGIN
+    -- Silent lives end here, at the sweep (no clock of the application's).
+    -- The UPDATE finds nothing to write while every instance heartbeats.
+    IF end_silent THEN
+        UPDATE stuck_runs_lives AS l
+        SET ended_at = pg_catalog.clock_timestamp(), end_reason = 'stopped heartbeating'
+        WHERE l.ended_at IS NULL AND _stuck_runs_silent(l.heartbeat_at);
+    END IF;
+    -- Live lives, and ended ones whose runs may still be active: life ->
+    -- 'live' or what ended it. The views (end_silent false) take silent lives
+    -- as ended, so they show what the next sweep will do.
+    SELECT coalesce(pg_catalog.jsonb_object_agg(l.life, CASE
+               WHEN l.ended_at IS NOT NULL THEN pg_catalog.format('instance %s %s', l.instance, l.end_reason)
+               WHEN _stuck_runs_silent(l.heartbeat_at) THEN pg_catalog.format('instance %s stopped heartbeating', l.instance)
+               ELSE 'live' END), '{}'::jsonb),
+           coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)), false)
+        INTO lives, dead
+    FROM stuck_runs_lives AS l
+    WHERE l.cleared_at IS NULL;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_owner_states(boolean) IS
+    'What the sweep needs to know about owners, as one jsonb: every life not yet cleared, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives that are silent (_stuck_runs_silent). SECURITY DEFINER: any role that may recover reads every life and ends silent ones (what row-level security lets anyone do), without grants on the lives table.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_clear_lives(cleared text[]) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+AS $$
+    -- Ended lives no active run names any more: sweeps stop scanning for them.
+    UPDATE stuck_runs_lives AS l SET cleared_at = pg_catalog.clock_timestamp()
+    WHERE l.life OPERATOR(pg_catalog.=) ANY ($1) AND l.ended_at IS NOT NULL AND l.cleared_at IS NULL;
+    -- A cleared life is kept a week, so that a zombie's heartbeat hears it is
+    -- fenced; after that it hears unknown, which means the same.
+    DELETE FROM stuck_runs_lives AS l
+    WHERE l.cleared_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days');
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_clear_lives(text[]) IS
+    'Marks ended lives as cleared once a sweep found no active run of theirs in any covered table, and forgets lives cleared a week ago.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_owner_sql(t stuck_runs_tables) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    -- The owner's state for row r, from the lives the caller passed as $5
+    -- (jsonb text): 'live', why its life ended, or NULL (no owner, or a life
+    -- stuck-runs does not know: the threshold decides). The owner column is
+    -- read through its type's output function, never a cast.
+    SELECT pg_catalog.format('($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) pg_catalog.format(''%%s'', r.%I))',
+                             t.owner_column)
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_owner_sql(stuck_runs_tables) IS
+    'SQL text for the state of row r''s owner (live, why its life ended, or NULL), looked up in the lives passed as parameter $5.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_recoverable_sql(t stuck_runs_tables, cutoff text, dead boolean) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- "Recover row r now": stuck by the threshold unless its owner is alive,
+    -- or (when some life has ended) active with an ended owner, whatever its
+    -- idle time. Without dead lives the statement keeps the threshold's index
+    -- range; with them it reads every active run, once per death.
+    SELECT CASE
+        WHEN t.owner_column IS NULL THEN _stuck_runs_stuck_sql(t, cutoff)
+        WHEN NOT dead THEN pg_catalog.format('%s AND coalesce(%s, '''') OPERATOR(pg_catalog.<>) ''live''',
+                                             _stuck_runs_stuck_sql(t, cutoff), _stuck_runs_owner_sql(t))
+        ELSE pg_catalog.format('((%1$s AND coalesce(%2$s, '''') OPERATOR(pg_catalog.<>) ''live'') OR (%3$s AND coalesce(%2$s, ''live'') OPERATOR(pg_catalog.<>) ''live''))',
+                               _stuck_runs_stuck_sql(t, cutoff), _stuck_runs_owner_sql(t),
+                               _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
+                                                     t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column)))
+    END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_recoverable_sql(stuck_runs_tables, text, boolean) IS
+    'SQL text of "recover row r now", owners included: the threshold for runs without a known live owner, and at once for runs whose owner''s life has ended (lives passed as $5).';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_owned_runs(lives jsonb DEFAULT '{}'::jsonb)
+RETURNS TABLE (table_name text, run_id text, owner text, state text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t    stuck_runs_tables;
+    rows jsonb;
+BEGIN
+    -- Active runs that name an owner, in every covered table with an owner
+    -- column, read as each table's owner (its code may run as it is read).
+    -- A table that cannot be read raises; callers decide what that means.
+    FOR t IN SELECT * FROM _stuck_runs_covered AS c WHERE c.owner_column IS NOT NULL LOOP
+        rows := _stuck_runs_as_owner(t.table_name, pg_catalog.format(
+            'SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(%s, pg_catalog.format(''%%s'', r.%I), %s))'
+            ' FROM %s AS r WHERE %s AND r.%I IS NOT NULL',
+            _stuck_runs_text_sql(t.id_column), t.owner_column, _stuck_runs_owner_sql(t),
+            _stuck_runs_qualified_name(t.table_name),
+            _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
+                                  t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column)),
+            t.owner_column), value => lives::text);
+        RETURN QUERY SELECT t.table_name::text, e OPERATOR(pg_catalog.->>) 0, e OPERATOR(pg_catalog.->>) 1,
+                            e OPERATOR(pg_catalog.->>) 2
+                     FROM pg_catalog.jsonb_array_elements(coalesce(rows, '[]'::jsonb)) AS e;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_owned_runs(jsonb) IS
+    'Every active run that names an owner, with the owner''s state in the given lives (live, why it ended, or NULL for a life stuck-runs does not know), read as each table''s owner.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_dead_owners_left(lives jsonb) RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    -- Ended lives that still own an active run somewhere (locked by a zombie
+    -- that outlived its life, say); NULL when a table could not be read, so
+    -- that no life is cleared on a guess.
+    RETURN ARRAY(SELECT DISTINCT o.owner FROM _stuck_runs_owned_runs(lives) AS o
+                 WHERE coalesce(o.state, 'live') OPERATOR(pg_catalog.<>) 'live');
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_dead_owners_left(jsonb) IS
+    'The ended lives that still own an active run in a covered table, or NULL when some table could not be read.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_deaths_due() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$
+    SELECT EXISTS (SELECT FROM stuck_runs_lives AS l
+                   WHERE l.cleared_at IS NULL AND (l.ended_at IS NOT NULL OR _stuck_runs_silent(l.heartbeat_at)))
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_deaths_due() IS
+    'Whether some life has ended, or gone silent for dead_after, and its runs may still need recovering: when a heartbeat also sweeps.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_start(
+    instance     text,
+    life         text     DEFAULT NULL,
+    older_than   interval DEFAULT _stuck_runs_threshold(),
+    max_runs     integer  DEFAULT NULL,
+    max_attempts integer  DEFAULT NULL
+) RETURNS SETOF stuck_runs_recovered_run
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF _stuck_runs_begin_life(instance, life) OPERATOR(pg_catalog.=) 'fenced' THEN
+        RAISE EXCEPTION 'stuck_runs_start: life % of instance % has already ended, and its runs were taken from it', life, instance
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Each process start needs a life of its own: a fresh UUID, kept for as long as the process lives.';
+    END IF;
+    -- The earlier lives of the name ended above, in this transaction: the
+    -- sweep recovers their runs now, whatever their idle time.
+    RETURN QUERY SELECT * FROM recover_stuck_runs(older_than, max_runs, max_attempts);
+END
+$$;
+
+COMMENT ON FUNCTION stuck_runs_start(text, text, interval, integer, integer) IS
+    'The start-up call of an application instance: begins a new life of the instance (a stable name such as a pod or host name; life: a fresh UUID per process, the value its runs'' owner column gets), ends every earlier life of that name, and recovers at once the runs those lives owned, plus what recover_stuck_runs(older_than, max_runs, max_attempts) recovers. Calling it again with the same life changes nothing. With life NULL it only ends the earlier lives (a deploy step that runs before the app).';
+
+CREATE OR REPLACE FUNCTION stuck_runs_heartbeat(life text)
+RETURNS TABLE (state text, recovered integer)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+BEGIN
+    state := _stuck_runs_beat(life);
+    recovered := 0;
+    -- Someone else died (or this very life was declared dead): any live
+    -- instance's heartbeat is a sweep, so a death is acted on within one
+    -- heartbeat interval of dead_after, without pg_cron.
+    IF _stuck_runs_deaths_due() THEN
+        BEGIN
+            SELECT pg_catalog.count(*)::integer INTO recovered FROM recover_stuck_runs(max_runs => 1000) AS r;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stuck-runs: the heartbeat''s sweep failed: %', SQLERRM
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; the heartbeat itself was recorded.', SQLSTATE);
+            recovered := NULL;
+        END;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION stuck_runs_heartbeat(text) IS
+    'Called by a live instance every few seconds (well under dead_after): records the heartbeat of its life (one HOT update) and says whether the life is alive, fenced (it has ended: its runs were or will be recovered, so the process must stop working on them) or unknown. When some life has ended or gone silent, it also sweeps (at most 1000 runs) and says how many runs it recovered.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_hold_life(life text) RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    -- FOR SHARE: a sweep that ends this life waits for the write it guards to
+    -- commit, and then sees the run it claimed.
+    SELECT coalesce((SELECT true FROM stuck_runs_lives AS l
+                     WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NULL
+                       AND _stuck_runs_may_speak_for(l.started_by)
+                     FOR SHARE), false)
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_hold_life(text) IS
+    'Whether a life is alive (and this role may speak for it), holding it so until the transaction ends: no sweep can end it in between.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_owned_table(in_table regclass, caller text) RETURNS stuck_runs_tables
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t stuck_runs_tables;
+BEGIN
+    SELECT * INTO t FROM _stuck_runs_covered AS c WHERE c.table_name OPERATOR(pg_catalog.=) in_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '%: % is not a runs table stuck-runs covers', caller, coalesce(in_table::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF t.owner_column IS NULL THEN
+        RAISE EXCEPTION '%: % has no owner column', caller, in_table
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Adopt it with one: stuck-runs migrate --adopt TABLE --column owner=COLUMN.';
+    END IF;
+    RETURN t;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_owned_table(regclass, text) IS
+    'The registry entry of a covered table with an owner column, or a clear error for the claim and progress functions.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_claim(in_table regclass, run_id text, life text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t stuck_runs_tables := _stuck_runs_owned_table(in_table, 'stuck_runs_claim');
+BEGIN
+    IF run_id IS NULL OR life IS NULL THEN
+        RAISE EXCEPTION 'stuck_runs_claim: run_id and life must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT _stuck_runs_hold_life(life) THEN
+        RETURN false;  -- fenced (or never started): nothing is written
+    END IF;
+    RETURN (_stuck_runs_as_owner(t.table_name, pg_catalog.format(
+        'WITH claimed AS (UPDATE %1$s AS r SET %2$I = ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''life'')::%3$s, %4$I = %5$s'
+        ' WHERE r.%6$I OPERATOR(pg_catalog.=) ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''run'')::%7$s AND %8$s'
+        ' AND (r.%2$I IS NULL OR pg_catalog.format(''%%s'', r.%2$I) OPERATOR(pg_catalog.=) ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''life''))'
+        ' RETURNING 1) SELECT pg_catalog.to_jsonb(pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) FROM claimed',
+        _stuck_runs_qualified_name(t.table_name), t.owner_column,
+        pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.owner_column), NULL),
+        t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
+        t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
+        _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
+                              t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column))),
+        value => pg_catalog.jsonb_build_object('run', run_id, 'life', life)::text))::text::boolean;
+END
+$$;
+
+COMMENT ON FUNCTION stuck_runs_claim(regclass, text, text) IS
+    'Makes a live life the owner of an active run that has no owner (or already has this one), and marks it alive: true. False, writing nothing, when the life has ended (fenced), the run is not active, or another life owns it. Written as the table''s owner.';
+
+CREATE OR REPLACE FUNCTION stuck_runs_progress(
+    in_table  regclass,
+    run_id    text,
+    life      text,
+    completed integer DEFAULT NULL,
+    total     integer DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t stuck_runs_tables := _stuck_runs_owned_table(in_table, 'stuck_runs_progress');
+BEGIN
+    IF run_id IS NULL OR life IS NULL THEN
+        RAISE EXCEPTION 'stuck_runs_progress: run_id and life must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT _stuck_runs_hold_life(life) THEN
+        RETURN false;
+    END IF;
+    RETURN (_stuck_runs_as_owner(t.table_name, pg_catalog.format(
+        'WITH moved AS (UPDATE %1$s AS r SET %2$I = %3$s%4$s%5$s'
+        ' WHERE r.%6$I OPERATOR(pg_catalog.=) ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''run'')::%7$s AND %8$s'
+        ' AND pg_catalog.format(''%%s'', r.%9$I) OPERATOR(pg_catalog.=) ($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ''life'')'
+        ' RETURNING 1) SELECT pg_catalog.to_jsonb(pg_catalog.count(*) OPERATOR(pg_catalog.>) 0) FROM moved',
+        _stuck_runs_qualified_name(t.table_name), t.updated_at_column, _stuck_runs_now_sql(t, t.updated_at_column),
+        CASE WHEN t.completed_column IS NULL THEN ''
+             ELSE pg_catalog.format(', %1$I = coalesce($2, r.%1$I)', t.completed_column) END,
+        CASE WHEN t.total_column IS NULL THEN ''
+             ELSE pg_catalog.format(', %1$I = coalesce($3, r.%1$I)', t.total_column) END,
+        t.id_column, pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.id_column), NULL),
+        _stuck_runs_status_in('r.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.status_column),
+                              t.active_statuses, _stuck_runs_column_type(t.table_name, t.status_column)),
+        t.owner_column),
+        max_runs => completed, max_attempts => total,
+        value => pg_catalog.jsonb_build_object('run', run_id, 'life', life)::text))::text::boolean;
+END
+$$;
+
+COMMENT ON FUNCTION stuck_runs_progress(regclass, text, text, integer, integer) IS
+    'A sign of life (and, when given, progress) for a run from the life that owns it: true. False, writing nothing, once the life has ended or the run was recovered or finished: a zombie''s late write never undoes a recovery. Written as the table''s owner.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_instances()
+RETURNS TABLE (instance text, life text, state text, started_at timestamptz, heartbeat_at timestamptz,
+               ended_at timestamptz, end_reason text)
+LANGUAGE sql STABLE SECURITY DEFINER
+AS $$
+    SELECT l.instance, l.life,
+           CASE WHEN l.ended_at IS NOT NULL THEN 'ended' WHEN _stuck_runs_silent(l.heartbeat_at) THEN 'silent'
+                ELSE 'live' END,
+           l.started_at, l.heartbeat_at, l.ended_at, l.end_reason
+    FROM stuck_runs_lives AS l
+    WHERE l.cleared_at IS NULL OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_instances() IS
+    'The lives of the last day and those still of interest, for the stuck_runs_instances view.';
+
+CREATE OR REPLACE VIEW stuck_runs_instances AS
+SELECT i.instance, i.life, i.state, i.started_at, i.heartbeat_at,
+       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) i.heartbeat_at AS silent_for,
+       i.ended_at, i.end_reason, coalesce(o.runs, 0)::integer AS active_runs
+FROM _stuck_runs_instances() AS i
+LEFT JOIN (SELECT w.owner, pg_catalog.count(*) AS runs FROM _stuck_runs_owned_runs() AS w GROUP BY w.owner) AS o
+       ON o.owner OPERATOR(pg_catalog.=) i.life
+ORDER BY i.instance, i.started_at DESC;
+
+COMMENT ON VIEW stuck_runs_instances IS
+    'Application instances and their lives: live, silent (no heartbeat for dead_after: the next sweep ends it) or ended, with their last heartbeat by the database''s clock and how many active runs each owns: what `stuck-runs instances` prints.';
+
+-- from sql/99_hardening.sql
+CREATE OR REPLACE FUNCTION stuck_runs_grant_sql(role_name text) RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    -- Everything `stuck-runs recover`, `list` and `resume` (and the pg_cron job)
+    -- touch, and nothing more: the schema, every function (the public ones call
+    -- the helpers), the settings, registry and roles (read), the audit (append),
+    -- the views, and each covered table (read and update).
+    SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT pg_catalog.format('GRANT SELECT ON %1$s.stuck_runs_settings, %1$s.stuck_runs_tables, %1$s.stuck_runs_roles, %1$s._stuck_runs_covered, %1$s.active_runs, %1$s.stuck_runs, %1$s.stuck_runs_instances TO %2$I',
+                  _stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    -- Row-level security decides which lives a role may keep alive or end.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    UNION ALL
+    SELECT * FROM (
+        SELECT pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I', n.nspname, role_name)
+        FROM stuck_runs_tables AS t
+        JOIN pg_class AS c ON c.oid OPERATOR(pg_catalog.=) t.table_name
+        JOIN pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE n.oid OPERATOR(pg_catalog.<>) _stuck_runs_schema()::regnamespace
+        GROUP BY n.nspname
+        ORDER BY n.nspname) AS schemas
+    UNION ALL
+    SELECT * FROM (
+        SELECT pg_catalog.format('GRANT SELECT, UPDATE ON %s TO %I', _stuck_runs_qualified_name(t.table_name), role_name)
+        FROM stuck_runs_tables AS t
+        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) t.table_name)
+        ORDER BY t.table_name::text) AS tables
+$$;
+
+COMMENT ON FUNCTION stuck_runs_grant_sql(text) IS
+    'The exact GRANT statements a role needs to recover, list and resume runs, and to start, heartbeat, claim and report progress as an application instance, with stuck-runs (run them as the owner): SELECT * FROM stuck_runs_grant_sql(''app'').';
+
+-- Grants carried over: adopters keep adopting; roles that recovered may start lives,
+-- heartbeat, claim, report progress, and read the instances.
+DO $grants$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT x.grantee::regrole::text AS grantee, x.routine FROM _stuck_runs_0006_grants AS x LOOP
+        IF g.routine OPERATOR(pg_catalog.=) 'adopt_runs_table' THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION adopt_runs_table(regclass, text, text, text, text, text, text, text, text, text[], text, text, text, text) TO %s', g.grantee);
+        ELSE
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %s', _stuck_runs_schema(), g.grantee);
+            EXECUTE pg_catalog.format('GRANT SELECT ON stuck_runs_instances TO %s', g.grantee);
+            EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON stuck_runs_lives TO %s', g.grantee);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- A DO block: yoyo would print a SELECT's result.
+DO $harden$ BEGIN PERFORM stuck_runs_harden(); END $harden$;
