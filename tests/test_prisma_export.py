@@ -24,8 +24,10 @@ from runner.export import MARKER, export_prisma
 from runner.migrations import migrations_dir
 from runner.releases import migration_ids
 
-from .helpers import open_conn, run_cli, with_query
+from .conftest import create_database, drop_database
+from .helpers import open_conn, run_cli, with_dbname, with_query
 from .prisma_app import OFFLINE, node_url
+from .schema_snapshot import snapshot
 from .test_prisma import seed, statements, statuses
 
 NEEDS_NODE = pytest.mark.skipif(
@@ -535,3 +537,66 @@ def test_a_migration_yoyo_runs_outside_a_transaction_is_refused(tmp_path: Path) 
     with pytest.raises(click.UsageError, match="9999_outside must run outside a transaction"):
         export_prisma(tmp_path / "migrations", "stuck_runs", source=shipped)
     assert not (tmp_path / "migrations").exists()
+
+
+YOYO_TABLES = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid),
+       (SELECT pg_get_constraintdef(k.oid) FROM pg_constraint AS k
+        WHERE k.conrelid = c.oid AND k.contype = 'p')
+FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
+LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relnamespace = 'stuck_runs'::regnamespace AND a.attnum > 0
+  AND (c.relname LIKE '\\_yoyo%' OR c.relname = 'yoyo_lock')
+ORDER BY 1, 2
+"""
+REGISTRY = """
+SELECT to_jsonb(t) - 'adopted_at' - 'table_name',
+       (SELECT indexdef FROM pg_indexes WHERE schemaname = 'app'
+          AND indexname = 'qualification_runs_stuck_runs_idx')
+FROM stuck_runs.stuck_runs_tables AS t ORDER BY t.managed, t.relation_name
+"""
+
+
+def test_an_exported_install_equals_the_runners(server_url: str, tmp_path: Path) -> None:
+    """A database installed and adopted by the exported files, sent whole as Prisma sends them,
+    holds what `stuck-runs migrate --adopt` makes: every object of stuck-runs' schema with its
+    grants and comments, yoyo's tables, the settings, the registry and the sweep index."""
+    names = [create_database(server_url) for _ in range(2)]
+    try:
+        exported_url, runner_url = (
+            with_query(with_dbname(server_url, name), schema="app") for name in names
+        )
+        export(tmp_path, "--adopt", "qualification_runs")
+        target = parse_database_url(exported_url)
+        with psycopg.connect(target.conninfo, autocommit=True) as conn:
+            conn.execute(APP_TABLE)
+            conn.execute("SET search_path = app")
+            for script in sorted(tmp_path.glob("*/migration.sql")):
+                conn.execute(script.read_text())
+        with open_conn(runner_url) as conn:
+            conn.execute(APP_TABLE)
+        migrated = run_cli("--database-url", runner_url, "migrate", "--adopt", "qualification_runs")
+        assert migrated.returncode == 0, migrated.stderr
+        states = []
+        for url in (exported_url, runner_url):
+            with open_conn(url) as conn:
+                states.append(
+                    (
+                        snapshot(conn),
+                        conn.execute(YOYO_TABLES).fetchall(),
+                        conn.execute(REGISTRY).fetchall(),
+                        conn.execute(
+                            "SELECT migration_id FROM stuck_runs._yoyo_migration"
+                            " ORDER BY applied_at_utc"
+                        ).fetchall(),
+                        conn.execute(
+                            "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'stuck_runs'"
+                        ).fetchall(),
+                    )
+                )
+        assert states[0] == states[1]
+        assert [row[0] for row in states[0][3]] == ALL
+    finally:
+        for name in names:
+            drop_database(server_url, name)
