@@ -543,9 +543,13 @@ BEGIN
             -- functions in index expressions and predicates; its policies), so
             -- where that code may not run here the sweep, as the owner, answers
             -- instead.
+            -- Without an ended owner, the probe is the threshold's alone: a live
+            -- owner's silent run only costs the sweep that then leaves it be.
             IF _stuck_runs_runs_here(t.table_name) THEN
                 EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
-                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_recoverable_sql(t, '$1', dead))
+                               _stuck_runs_qualified_name(t.table_name),
+                               CASE WHEN dead THEN _stuck_runs_recoverable_sql(t, '$1', true)
+                                    ELSE _stuck_runs_stuck_sql(t, '$1') END)
                     INTO any_stuck USING cutoff, NULL::integer, NULL::integer, NULL::interval, lives::text;
                 CONTINUE WHEN NOT any_stuck;
             END IF;
@@ -822,6 +826,9 @@ CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (in
 -- while a heartbeat (no indexed column) waits for neither.
 CREATE UNIQUE INDEX IF NOT EXISTS stuck_runs_lives_end_key ON stuck_runs_lives (life, ended_at);
 
+-- Sweeps read the live lives and those ended lately, never the history.
+CREATE INDEX IF NOT EXISTS stuck_runs_lives_ended_idx ON stuck_runs_lives (ended_at);
+
 CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
@@ -1032,8 +1039,13 @@ CREATE OR REPLACE FUNCTION _stuck_runs_owner_states(end_silent boolean, OUT live
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    IF end_silent THEN
-        -- The first sweep on a new timeline (after a failover) dates it.
+    -- While every instance heartbeats (the usual case) no life is even stale:
+    -- one look at the live lives, and nothing is written.
+    IF end_silent AND EXISTS (SELECT FROM stuck_runs_lives AS l, stuck_runs_settings AS s
+                              WHERE l.ended_at IS NULL
+                                AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)) THEN
+        -- The first sweep on a new timeline (after a failover: every life is
+        -- stale then) dates it.
         IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
             SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
             INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;

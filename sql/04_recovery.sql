@@ -383,9 +383,13 @@ BEGIN
             -- functions in index expressions and predicates; its policies), so
             -- where that code may not run here the sweep, as the owner, answers
             -- instead.
+            -- Without an ended owner, the probe is the threshold's alone: a live
+            -- owner's silent run only costs the sweep that then leaves it be.
             IF _stuck_runs_runs_here(t.table_name) THEN
                 EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS r WHERE %s)',
-                               _stuck_runs_qualified_name(t.table_name), _stuck_runs_recoverable_sql(t, '$1', dead))
+                               _stuck_runs_qualified_name(t.table_name),
+                               CASE WHEN dead THEN _stuck_runs_recoverable_sql(t, '$1', true)
+                                    ELSE _stuck_runs_stuck_sql(t, '$1') END)
                     INTO any_stuck USING cutoff, NULL::integer, NULL::integer, NULL::interval, lives::text;
                 CONTINUE WHEN NOT any_stuck;
             END IF;

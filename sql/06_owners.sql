@@ -30,6 +30,8 @@ CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (in
 -- for the FOR KEY SHARE that a claim or a progress report holds on the life,
 -- while a heartbeat (no indexed column) waits for neither.
 CREATE UNIQUE INDEX IF NOT EXISTS stuck_runs_lives_end_key ON stuck_runs_lives (life, ended_at);
+-- Sweeps read the live lives and those ended lately, never the history.
+CREATE INDEX IF NOT EXISTS stuck_runs_lives_ended_idx ON stuck_runs_lives (ended_at);
 
 CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -231,8 +233,13 @@ CREATE OR REPLACE FUNCTION _stuck_runs_owner_states(end_silent boolean, OUT live
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    IF end_silent THEN
-        -- The first sweep on a new timeline (after a failover) dates it.
+    -- While every instance heartbeats (the usual case) no life is even stale:
+    -- one look at the live lives, and nothing is written.
+    IF end_silent AND EXISTS (SELECT FROM stuck_runs_lives AS l, stuck_runs_settings AS s
+                              WHERE l.ended_at IS NULL
+                                AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)) THEN
+        -- The first sweep on a new timeline (after a failover: every life is
+        -- stale then) dates it.
         IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
             SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
             INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
