@@ -721,6 +721,11 @@ def measure_g3_g4(conn: psycopg.Connection, url: str, srv: Server, fleet: Fleet,
         control_audit = recoveries(conn, controls)
         beats_pooled = sum(w.count("beat", state="alive") for w in workers if w.via == "pgbouncer")
         elapsed = time.monotonic() - began
+        report.figures["g3"] = {
+            "silent_runs": len(silent), "rescued_direct": len(rescued_direct),
+            "rescued_pooled": len(rescued_pooled), "controls_recovered": len(control_audit),
+            "pooled_alive_beats": beats_pooled,
+        }  # fmt: skip
         report.add(
             "G3 a: silent run, owner heartbeats",
             "a run silent for 2 h while its owner heartbeats, directly and through PgBouncer "
@@ -749,6 +754,7 @@ def measure_g3_g4(conn: psycopg.Connection, url: str, srv: Server, fleet: Fleet,
         stopped_runs = [r for w in stopped_workers for r in w.runs]
         rescued_stop = recoveries(conn, stopped_runs)
         still = all(w.proc.poll() is None for w in stopped_workers)
+        report.figures["g3"] |= {"stops": len(stopped_workers), "rescued_stop": len(rescued_stop)}
         report.add(
             "G3 b: owner SIGSTOPped for half of dead_after",
             "an owner stopped (SIGSTOP) for half of dead_after: 0 rescues",
@@ -778,6 +784,10 @@ def measure_g3_g4(conn: psycopg.Connection, url: str, srv: Server, fleet: Fleet,
                 ([w.life for w in workers],),
             ).fetchone()[0]  # type: ignore[index]
             conn_fresh.close()
+            report.figures["g3"] |= {
+                "restart_rescued": len(rescued_restart), "restart_alive_after": len(alive_after),
+                "restart_lives_ended": ended, "restart_outage_s": up - stopped,
+            }  # fmt: skip
             report.add(
                 "G3 c: database restart",
                 "a database restart with 10 live instances: 0 rescues",
@@ -803,7 +813,7 @@ def measure_g3_g4(conn: psycopg.Connection, url: str, srv: Server, fleet: Fleet,
         # G4: an owner stopped past dead_after is rescued, then continued.
         measure_g4(conn, workers, plan, report, dead_after)
         sweeper.stop()
-        report.figures["g3"] = {"sweeps": sweeper.sweeps, "sweep_errors": sweeper.errors}
+        report.figures["g3"] |= {"sweeps": sweeper.sweeps, "sweep_errors": sweeper.errors}
         for w in workers:
             w.stop()
 
@@ -822,17 +832,29 @@ def measure_g4(conn: psycopg.Connection, workers: list[Worker], plan: Plan, repo
     audit = recoveries(conn, runs)
     before = snapshot(conn, runs)
     marks = {w.instance: len(w.events) for w in victims}
+    resumed = time.time()
     for w in victims:
         w.signal(signal.SIGCONT)
     results = []
     for w in victims:
         try:
             fenced = w.wait("fenced", plan.heartbeat * 3 + 10, after=marks[w.instance])
-            beat = w.wait("beat", 0, after=marks[w.instance])
-            results.append((w.kind, beat["state"], fenced["progress"], fenced["claim"]))
+            beats = [e for e in w.events[marks[w.instance] :] if e["ev"] == "beat"]
+            # A heartbeat answered 'alive' before the life ended may be printed only after
+            # SIGCONT (the process stopped in between): only beats sent after it count.
+            late_alive = sum(1 for e in beats if e["sent"] >= resumed and e["state"] == "alive")
+            state = beats[-1]["state"] if beats else "none"
+            if late_alive:
+                state += f" ({late_alive} 'alive' sent after SIGCONT)"
+            results.append((w.kind, state, fenced["progress"], fenced["claim"]))
         except BenchError as exc:
             results.append((w.kind, f"no fenced: {exc}", [], []))
     after = snapshot(conn, runs)
+    report.figures["g4"] = {
+        "runs": len(runs), "recovered": len(audit), "unchanged": before == after,
+        "results": [{"kind": k, "heartbeat": st, "progress": p, "claim": c}
+                    for k, st, p, c in results],
+    }  # fmt: skip
     ok = (
         len(audit) == len(runs)
         and all(r[1] == "fenced" and r[2] and not any(r[2]) and not any(r[3]) for r in results)
@@ -1048,6 +1070,9 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
                     header = machine_lines(admin, srv)
                 _, url = dbs.create("owners")
                 conn = connect(url)
+                if "g1" in args.only:
+                    measure_g1(conn, url, fleet, report)
+                # G1 with the default dead_after: a restart must not wait for it.
                 if plan.dead_after is not None:
                     conn.execute(
                         "UPDATE stuck_runs.stuck_runs_settings SET dead_after = make_interval("
@@ -1059,8 +1084,6 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
                         "SELECT extract(epoch FROM dead_after) FROM stuck_runs.stuck_runs_settings"
                     ).fetchone()[0]  # type: ignore[index]
                 )
-                if "g1" in args.only:
-                    measure_g1(conn, url, fleet, report)
                 if "g2" in args.only:
                     measure_g2(conn, url, fleet, report, dead_after)
                 if "g3" in args.only:
@@ -1079,9 +1102,10 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
             prisma.cleanup()
     elapsed = time.perf_counter() - began
     shown = ["URL" if a == args.database_url else a for a in sys.argv[1:]]
+    misses = [f"{r.goal}" for r in report.rows if r.ok is False]
+    report.figures["verdicts"] = {r.goal: r.verdict for r in report.rows}
     if args.json:
         Path(args.json).write_text(json.dumps(report.figures, indent=1, default=str))
-    misses = [f"{r.goal}" for r in report.rows if r.ok is False]
     return "\n".join(
         [
             "### stuck-runs owners benchmark (issue 23)"

@@ -92,6 +92,7 @@ def main() -> int:
     while True:
         tick += args.heartbeat
         time.sleep(max(0.0, tick - time.monotonic()))
+        sent = time.time()
         try:
             if conn.closed:
                 conn = connect(args.url)
@@ -105,7 +106,7 @@ def main() -> int:
             continue
         assert row is not None
         state, swept = row
-        emit("beat", state=state, recovered=swept)
+        emit("beat", state=state, recovered=swept, sent=sent)
         if state == "fenced":
             progress = [
                 conn.execute(

@@ -66,11 +66,12 @@ let next = Date.now();
 
 async function beat(): Promise<boolean> {
   let state: string;
+  const sent = Date.now() / 1000;
   try {
     const [row] = await prisma.$queryRaw<{ state: string; recovered: number | null }[]>`
       SELECT state, recovered FROM stuck_runs.stuck_runs_heartbeat(${life})`;
     state = row.state;
-    emit("beat", { state, recovered: row.recovered });
+    emit("beat", { state, recovered: row.recovered, sent });
   } catch (err) {
     emit("beat_failed", { msg: String((err as Error).message).split("\n")[0] });
     return true;
