@@ -821,6 +821,45 @@ def measure_g3_g4(conn: psycopg.Connection, url: str, srv: Server, fleet: Fleet,
             w.stop()
 
 
+def measure_outages(srv: Server, report: Report) -> None:
+    """G3 d: the outages pg_postmaster_start_time() does not see (tests/perf/repro_false_rescues.py).
+
+    Private clusters from the server's own binaries: a standby promoted 25 s after its
+    primary died, and a crash recovery that lasts 25 s; 3 live owners, dead_after 20 s.
+    """
+    from tests.perf import repro_false_rescues as repro
+
+    assert srv.bin_dir is not None
+    log("G3 d: failover and crash recovery (private clusters, outage 25 s)")
+    failover = repro.failover(srv.bin_dir)
+    crash = repro.crash(srv.bin_dir)
+    own, failed = repro.held_write(srv.bin_dir)
+    report.figures["g3d"] = {
+        "failover_rescued": failover, "crash_rescued": crash,
+        "held_write_rescued": own, "held_write_sweeps_failed": failed,
+    }  # fmt: skip
+    report.add(
+        "G3 e: owner's own write held open longer than dead_after",
+        "a live owner's run is never recovered for silence: 0 rescues",
+        "stuck_runs_progress() inside an app transaction that lasts 27 s (its FOR SHARE lock "
+        f"on the life row), heartbeat every 5 s on another connection: own run rescued {own} "
+        f"time(s) (by its own heartbeat's sweep, which answered 'alive'); sweeps failed "
+        f"on the lock meanwhile: {failed}",
+        own == 0 and failed == 0,
+    )
+    report.add(
+        "G3 d: failover, crash recovery (beyond the benchmark's restart)",
+        "the issue: 'after a database restart or failover, when every heartbeat is stale at "
+        "once, there must be no mass rescue': 0 rescues",
+        f"3 owners heartbeating every 2 s, outage {repro.OUTAGE:g} s, dead_after 20 s; a "
+        f"standby promoted after its primary died: {failover} of the 2 other owners' runs "
+        f"rescued at the first owner's heartbeat; a crash recovery (a backend SIGKILLed, "
+        f"pg_postmaster_start_time() unchanged): {crash} of 2 rescued "
+        "(`python -m tests.perf.repro_false_rescues`)",
+        failover == 0 and crash == 0,
+    )
+
+
 def measure_g4(conn: psycopg.Connection, workers: list[Worker], plan: Plan, report: Report,
                dead_after: float) -> None:  # fmt: skip
     log("G4: fencing")
@@ -1091,6 +1130,8 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
                     measure_g2(conn, url, fleet, report, dead_after)
                 if "g3" in args.only:
                     measure_g3_g4(conn, url, srv, fleet, report, dead_after)
+                if "g3d" in args.only and srv.restartable:
+                    measure_outages(srv, report)
                 fleet.stop_all()
                 conn.close()
                 if "g5" in args.only:
@@ -1141,7 +1182,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
     parser.add_argument("--kills", type=int, help="G2's number of kills")
     parser.add_argument("--g3-seconds", type=float, help="G3's silent period under sweeps")
     parser.add_argument("--no-node", action="store_true", help="Python workers only")
-    parser.add_argument("--only", default="g1,g2,g3,g5", help="sections to run (g1,g2,g3,g5)")
+    parser.add_argument(
+        "--only", default="g1,g2,g3,g3d,g5", help="sections to run (g1,g2,g3,g3d,g5)"
+    )
     parser.add_argument("--json", help="also write the raw figures to this file")
     args = parser.parse_args(argv)
     plan = TINY if args.size == "tiny" else FULL
