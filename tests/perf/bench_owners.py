@@ -14,6 +14,9 @@ markdown table (target | measured | PASS/MISS):
   through PgBouncer (transaction mode), while a sweep with a 1-second threshold
   runs every second; owners SIGSTOPped for half of dead_after; a database restart
   (stop, an outage longer than dead_after, start) with 10 live instances.
+  G3 d and e (tests/perf/repro_false_rescues.py, private clusters from the server's
+  binaries): a failover and a long crash recovery, and an owner's progress written
+  inside a transaction longer than dead_after; both rescue live owners' runs in 0006.
 - G4 fencing: an owner SIGSTOPped past dead_after is rescued; on SIGCONT its
   heartbeat says 'fenced' and its progress/claim return false and change no row.
 - G5 cost: HOT updates and WAL bytes per heartbeat; the no-op sweep of 0006
@@ -31,7 +34,8 @@ Usage (from the repository root):
 
 `--size tiny` shrinks every duration and sets dead_after to 2 s (heartbeat 0.5 s):
 the behaviour is checked, the figures mean nothing. With --database-url the
-server is not ours, so it is not restarted (the G3 restart row says so).
+server is not ours, so it is not restarted (the G3 restart row says so) and G3 d/e
+are not run. `--only g1,g2,g3,g3d,g5` picks sections.
 
 The table goes to stdout (and --json writes the figures), progress to stderr.
 Every database it creates is dropped; a server it started is stopped and removed.
