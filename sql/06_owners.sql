@@ -68,6 +68,18 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_timeline() IS
     'The WAL timeline the server writes on (it changes at every promotion of a standby), or NULL on a standby.';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_note_timeline() RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    INSERT INTO stuck_runs_timelines (timeline)
+    SELECT _stuck_runs_timeline()
+    WHERE _stuck_runs_timeline() IS NOT NULL
+      AND NOT EXISTS (SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline())
+    ON CONFLICT DO NOTHING
+$$;
+COMMENT ON FUNCTION _stuck_runs_note_timeline() IS
+    'Records when the server''s current timeline was first seen, if it is new: at every start of a life, and at the first sweep that finds a stale life.';
+
 CREATE OR REPLACE FUNCTION _stuck_runs_up_since() RETURNS timestamptz
 LANGUAGE sql VOLATILE
 AS $$
@@ -184,6 +196,7 @@ BEGIN
         -- called twice in one process): nothing ends.
         RETURN _stuck_runs_beat(life);
     END IF;
+    PERFORM _stuck_runs_note_timeline();
     IF life IS NOT NULL THEN
         INSERT INTO stuck_runs_lives (life, instance, started_by) VALUES (life, instance, 0);
     END IF;
@@ -238,12 +251,8 @@ BEGIN
     IF end_silent AND EXISTS (SELECT FROM stuck_runs_lives AS l, stuck_runs_settings AS s
                               WHERE l.ended_at IS NULL
                                 AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)) THEN
-        -- The first sweep on a new timeline (after a failover: every life is
-        -- stale then) dates it.
-        IF _stuck_runs_timeline() IS NOT NULL AND NOT EXISTS (
-            SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
-            INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
-        END IF;
+        -- After a failover every life is stale: the first look dates the new timeline.
+        PERFORM _stuck_runs_note_timeline();
         -- Silent lives end here, at the sweep (no clock of the application's).
         -- Finds nothing to write while every instance heartbeats; skips a
         -- life that a claim in flight holds.
