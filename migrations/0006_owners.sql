@@ -515,7 +515,16 @@ BEGIN
     END IF;
     -- Owners: lives silent for dead_after end here; the sweeps get every life
     -- still of interest as one parameter.
-    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+    BEGIN
+        SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+    EXCEPTION WHEN OTHERS THEN
+        -- The lives could not be read (locked, or this role may not): every
+        -- owned run counts as a live owner's, and unowned runs are swept.
+        RAISE WARNING 'stuck-runs: the owners'' lives were not read: %', SQLERRM
+            USING DETAIL = pg_catalog.format('SQLSTATE %s; runs with an owner were left alone this time.', SQLSTATE);
+        lives := '{"": "live"}'::jsonb;
+        dead := false;
+    END;
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, locked, a row that a trigger or a CHECK refuses, a value out of
@@ -826,8 +835,12 @@ CREATE INDEX IF NOT EXISTS stuck_runs_lives_instance_idx ON stuck_runs_lives (in
 -- while a heartbeat (no indexed column) waits for neither.
 CREATE UNIQUE INDEX IF NOT EXISTS stuck_runs_lives_end_key ON stuck_runs_lives (life, ended_at);
 
--- Sweeps read the live lives and those ended lately, never the history.
+-- Sweeps read the live lives and those ended lately, never the history; a
+-- witness of silence is looked up by role and heartbeat.
 CREATE INDEX IF NOT EXISTS stuck_runs_lives_ended_idx ON stuck_runs_lives (ended_at);
+
+-- (Not heartbeat_at: a heartbeat must stay a HOT update.)
+CREATE INDEX IF NOT EXISTS stuck_runs_lives_role_idx ON stuck_runs_lives (started_by);
 
 CREATE OR REPLACE FUNCTION _stuck_runs_may_speak_for(started_by oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -836,8 +849,10 @@ AS $$
     -- role at a deploy, a superuser) may end it or heartbeat it. The current
     -- role, not the session's: code of a table's owner that runs during a
     -- superuser's sweep runs as that owner, and speaks for its lives only.
+    -- A life of a role dropped since: a superuser's.
     SELECT coalesce((SELECT pg_catalog.pg_has_role(CURRENT_USER, o.oid, 'MEMBER')
-                     FROM pg_catalog.pg_roles AS o WHERE o.oid OPERATOR(pg_catalog.=) started_by), false)
+                     FROM pg_catalog.pg_roles AS o WHERE o.oid OPERATOR(pg_catalog.=) started_by),
+                    (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER))
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_may_speak_for(oid) IS
@@ -855,6 +870,29 @@ CREATE TABLE IF NOT EXISTS stuck_runs_timelines (
 COMMENT ON TABLE stuck_runs_timelines IS
     'When a sweep first saw each WAL timeline of the server: after a failover, lives are judged silent only once the promoted server has been writing for dead_after.';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_timelines_guard() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Only the timeline the server writes on, seen now: no role can date a
+    -- timeline in the past or the future, or one yet to come.
+    NEW.timeline := _stuck_runs_timeline();
+    NEW.seen_at := pg_catalog.clock_timestamp();
+    IF NEW.timeline IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION _stuck_runs_timelines_guard() IS
+    'Makes every row of stuck_runs_timelines the server''s current timeline, seen now, whatever the INSERT said.';
+
+DROP TRIGGER IF EXISTS _stuck_runs_timelines_guard ON stuck_runs_timelines;
+
+CREATE TRIGGER _stuck_runs_timelines_guard BEFORE INSERT ON stuck_runs_timelines
+    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_timelines_guard();
+
 CREATE OR REPLACE FUNCTION _stuck_runs_timeline() RETURNS text
 LANGUAGE sql VOLATILE
 AS $$
@@ -868,13 +906,25 @@ COMMENT ON FUNCTION _stuck_runs_timeline() IS
     'The WAL timeline the server writes on (it changes at every promotion of a standby), or NULL on a standby.';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_note_timeline() RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
-    INSERT INTO stuck_runs_timelines (timeline)
-    SELECT _stuck_runs_timeline()
-    WHERE _stuck_runs_timeline() IS NOT NULL
-      AND NOT EXISTS (SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline())
-    ON CONFLICT DO NOTHING
+DECLARE
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    IF _stuck_runs_timeline() IS NULL OR EXISTS (
+        SELECT FROM stuck_runs_timelines AS t WHERE t.timeline OPERATOR(pg_catalog.=) _stuck_runs_timeline()) THEN
+        RETURN;
+    END IF;
+    -- Another transaction recording it at the same time (or holding its
+    -- insert open) is waited for briefly, then left to it.
+    PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+    BEGIN
+        INSERT INTO stuck_runs_timelines (timeline) VALUES (_stuck_runs_timeline()) ON CONFLICT DO NOTHING;
+    EXCEPTION WHEN lock_not_available THEN
+        NULL;
+    END;
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+END
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_note_timeline() IS
@@ -904,17 +954,25 @@ AS $$
     -- makes every heartbeat of the application stale at once, and that is no
     -- death. (A lone instance that dies is recovered by its next start, at
     -- once.)
-    SELECT heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-           AND _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-           AND EXISTS (SELECT FROM stuck_runs_lives AS m
-                       WHERE m.started_by OPERATOR(pg_catalog.=) $2 AND m.life OPERATOR(pg_catalog.<>) $1
-                         AND m.heartbeat_at OPERATOR(pg_catalog.>)
-                             (GREATEST($3, m.alive_since) OPERATOR(pg_catalog.+) s.dead_after))
+    SELECT CASE
+        WHEN heartbeat_at OPERATOR(pg_catalog.>=) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after) THEN false
+        -- Without a witness (a lone instance, every instance gone), the
+        -- threshold: silent for older_than, as a run without an owner.
+        WHEN heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.older_than)
+             AND _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.older_than)
+        THEN true
+        ELSE _stuck_runs_up_since() OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
+             AND EXISTS (SELECT FROM stuck_runs_lives AS m
+                         WHERE m.started_by OPERATOR(pg_catalog.=) $2 AND m.life OPERATOR(pg_catalog.<>) $1
+                           AND m.heartbeat_at OPERATOR(pg_catalog.>) ($3 OPERATOR(pg_catalog.+) s.dead_after)
+                           AND m.heartbeat_at OPERATOR(pg_catalog.>)
+                               (GREATEST($3, m.alive_since) OPERATOR(pg_catalog.+) s.dead_after))
+    END
     FROM stuck_runs_settings AS s
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_silent(text, oid, timestamptz) IS
-    'Whether a live life is silent, and so over: no heartbeat for dead_after while the server was up and writing and another life of its role heartbeated without a gap all along.';
+    'Whether a live life is silent, and so over: no heartbeat for dead_after while the server was up and writing and another life of its role heartbeated without a gap all along; or, with no such witness, no heartbeat for the threshold (older_than).';
 
 CREATE OR REPLACE FUNCTION _stuck_runs_lives_guard() RETURNS trigger
 LANGUAGE plpgsql
@@ -939,16 +997,19 @@ BEGIN
         RAISE EXCEPTION 'stuck-runs: life % has ended; it never changes again', OLD.life
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NEW.heartbeat_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
-       OR NEW.alive_since OPERATOR(pg_catalog.>) NEW.heartbeat_at
-       OR NOT pg_catalog.isfinite(NEW.heartbeat_at) OR NOT pg_catalog.isfinite(NEW.alive_since) THEN
-        RAISE EXCEPTION 'stuck-runs: a heartbeat is dated by the database''s clock'
-            USING ERRCODE = 'insufficient_privilege';
+    -- A heartbeat is dated here, once the row is ours (a lock waited for
+    -- before it must not make it late), by the database's clock; a gap of
+    -- half of dead_after starts a new streak.
+    IF (NEW.heartbeat_at, NEW.alive_since) IS DISTINCT FROM (OLD.heartbeat_at, OLD.alive_since) THEN
+        NEW.heartbeat_at := pg_catalog.clock_timestamp();
+        NEW.alive_since := CASE WHEN NEW.heartbeat_at OPERATOR(pg_catalog.-) OLD.heartbeat_at
+                                     OPERATOR(pg_catalog.>) (SELECT s.dead_after OPERATOR(pg_catalog./) 2 FROM stuck_runs_settings AS s)
+                                THEN NEW.heartbeat_at ELSE OLD.alive_since END;
     END IF;
     IF NOT _stuck_runs_may_speak_for(OLD.started_by) THEN
         -- Another role may only end a silent life, and change nothing else.
         IF NOT (NEW.ended_at IS NOT NULL AND NEW.end_reason OPERATOR(pg_catalog.=) 'stopped heartbeating'
-                AND (NEW.heartbeat_at, NEW.alive_since) IS NOT DISTINCT FROM (OLD.heartbeat_at, OLD.alive_since)
+                AND NEW.heartbeat_at OPERATOR(pg_catalog.=) OLD.heartbeat_at
                 AND _stuck_runs_silent(OLD.life, OLD.started_by, OLD.heartbeat_at)) THEN
             RAISE EXCEPTION 'stuck-runs: life % belongs to another role; it may only be ended once it is silent', OLD.life
                 USING ERRCODE = 'insufficient_privilege';
@@ -968,6 +1029,25 @@ DROP TRIGGER IF EXISTS _stuck_runs_lives_guard ON stuck_runs_lives;
 
 CREATE TRIGGER _stuck_runs_lives_guard BEFORE INSERT OR UPDATE ON stuck_runs_lives
     FOR EACH ROW EXECUTE FUNCTION _stuck_runs_lives_guard();
+
+-- Row locks run no trigger: row-level security keeps another role from
+-- locking (FOR UPDATE, FOR SHARE) or writing a life it may not speak for.
+-- Every role reads every life. Another role's silent lives are ended by
+-- that role's own heartbeats, or by a sweep of stuck-runs' owner or a
+-- superuser (the pg_cron job), which row-level security does not bind.
+ALTER TABLE stuck_runs_lives ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS stuck_runs_lives_read ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_read ON stuck_runs_lives FOR SELECT USING (true);
+
+DROP POLICY IF EXISTS stuck_runs_lives_start ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_start ON stuck_runs_lives FOR INSERT WITH CHECK (true);
+
+DROP POLICY IF EXISTS stuck_runs_lives_own ON stuck_runs_lives;
+
+CREATE POLICY stuck_runs_lives_own ON stuck_runs_lives FOR UPDATE USING (_stuck_runs_may_speak_for(started_by));
 
 CREATE OR REPLACE FUNCTION _stuck_runs_begin_life(instance text, life text) RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -1015,7 +1095,11 @@ BEGIN
     WHERE l.life IN (SELECT e.life FROM stuck_runs_lives AS e
                      WHERE e.instance OPERATOR(pg_catalog.=) instance AND e.ended_at IS NULL
                        AND e.life OPERATOR(pg_catalog.<>) coalesce(life, '')
-                       AND _stuck_runs_may_speak_for(e.started_by)
+                       -- An instance name is its role's: another application
+                       -- (or a deploy step run as another role) on the same
+                       -- host ends none of this one's lives.
+                       AND e.started_by OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                                                WHERE o.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
                      FOR UPDATE SKIP LOCKED);
     RETURN 'started';
 END
@@ -1027,15 +1111,10 @@ COMMENT ON FUNCTION _stuck_runs_begin_life(text, text) IS
 CREATE OR REPLACE FUNCTION _stuck_runs_beat(life text) RETURNS text
 LANGUAGE sql VOLATILE
 AS $$
-    -- One HOT update (no indexed column changes) when the life is alive. A
-    -- gap of half of dead_after starts a new streak (alive_since).
+    -- One HOT update (no indexed column changes) when the life is alive.
     WITH beat AS (
         UPDATE stuck_runs_lives AS l
-        SET alive_since = CASE WHEN c.at OPERATOR(pg_catalog.-) l.heartbeat_at OPERATOR(pg_catalog.>) c.gap
-                               THEN c.at ELSE l.alive_since END,
-            heartbeat_at = c.at
-        FROM (SELECT pg_catalog.clock_timestamp() AS at, s.dead_after OPERATOR(pg_catalog./) 2 AS gap
-              FROM stuck_runs_settings AS s) AS c
+        SET heartbeat_at = pg_catalog.clock_timestamp()  -- dated again by the trigger, after any wait
         WHERE l.life OPERATOR(pg_catalog.=) $1 AND l.ended_at IS NULL
           AND _stuck_runs_may_speak_for(l.started_by)
         RETURNING 'alive'::text AS state
@@ -1093,10 +1172,13 @@ LANGUAGE sql IMMUTABLE
 AS $$
     -- The owner's state for row r, from the lives the caller passed as $5
     -- (jsonb text): 'live', why its life ended, or NULL (no owner, or a life
-    -- stuck-runs does not know: the threshold decides). The owner column is
-    -- read through its type's output function, never a cast.
-    SELECT pg_catalog.format('($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) pg_catalog.format(''%%s'', r.%I))',
-                             t.owner_column)
+    -- stuck-runs does not know: the threshold decides). The key '' holds the
+    -- state of every owner not listed: absent, or 'live' when the lives could
+    -- not be read, so that no owned run is taken on a guess. The owner column
+    -- is read through its type's output function, never a cast.
+    SELECT pg_catalog.format(
+        'CASE WHEN r.%1$I IS NOT NULL THEN coalesce($5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) pg_catalog.format(''%%s'', r.%1$I), $5::pg_catalog.jsonb OPERATOR(pg_catalog.->>) '''') END',
+        t.owner_column)
 $$;
 
 COMMENT ON FUNCTION _stuck_runs_owner_sql(stuck_runs_tables) IS
@@ -1194,6 +1276,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     previous timestamptz;
+    taken    integer;
 BEGIN
     IF life IS NULL OR pg_catalog.length(life) NOT BETWEEN 8 AND 200 THEN
         RAISE EXCEPTION 'stuck_runs_heartbeat: life must be the token its instance started with, got %', coalesce(pg_catalog.quote_literal(life), 'NULL')
@@ -1212,7 +1295,14 @@ BEGIN
           AND (m.ended_at OPERATOR(pg_catalog.>=) previous
                OR (m.ended_at IS NULL AND _stuck_runs_silent(m.life, m.started_by, m.heartbeat_at)))) THEN
         BEGIN
-            SELECT pg_catalog.count(*)::integer INTO recovered FROM recover_stuck_runs(max_runs => 1000) AS r;
+            -- Batches of 1000 while they come full, up to 10,000 runs: what
+            -- is left stays an ended owner's for the next sweeps (a start,
+            -- the pg_cron job) for 15 minutes, and the threshold's after.
+            FOR batch IN 1..10 LOOP
+                SELECT pg_catalog.count(*)::integer INTO taken FROM recover_stuck_runs(max_runs => 1000) AS r;
+                recovered := recovered OPERATOR(pg_catalog.+) taken;
+                EXIT WHEN taken OPERATOR(pg_catalog.<) 1000;
+            END LOOP;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             -- The heartbeat itself stays recorded, whatever the sweep met
             -- (a statement_timeout included): a busy sweep never makes a live
@@ -1403,7 +1493,9 @@ AS $$
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     -- The lives' trigger decides which lives a role may keep alive or end.
-    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    -- UPDATE of columns only: the table's UPDATE would let a role LOCK it.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE (heartbeat_at, alive_since, ended_at, end_reason) ON %s.stuck_runs_lives TO %I',
+                  _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.stuck_runs_timelines TO %I', _stuck_runs_schema(), role_name)
 $$;
@@ -1450,7 +1542,7 @@ BEGIN
         ELSE
             EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %s TO %s', _stuck_runs_schema(), g.grantee);
             EXECUTE pg_catalog.format('GRANT SELECT ON stuck_runs_instances TO %s', g.grantee);
-            EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON stuck_runs_lives TO %s', g.grantee);
+            EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE (heartbeat_at, alive_since, ended_at, end_reason) ON stuck_runs_lives TO %s', g.grantee);
             EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON stuck_runs_timelines TO %s', g.grantee);
         END IF;
     END LOOP;

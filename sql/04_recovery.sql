@@ -355,7 +355,16 @@ BEGIN
     END IF;
     -- Owners: lives silent for dead_after end here; the sweeps get every life
     -- still of interest as one parameter.
-    SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+    BEGIN
+        SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+    EXCEPTION WHEN OTHERS THEN
+        -- The lives could not be read (locked, or this role may not): every
+        -- owned run counts as a live owner's, and unowned runs are swept.
+        RAISE WARNING 'stuck-runs: the owners'' lives were not read: %', SQLERRM
+            USING DETAIL = pg_catalog.format('SQLSTATE %s; runs with an owner were left alone this time.', SQLSTATE);
+        lives := '{"": "live"}'::jsonb;
+        dead := false;
+    END;
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
     -- us, locked, a row that a trigger or a CHECK refuses, a value out of

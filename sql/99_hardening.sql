@@ -106,7 +106,9 @@ AS $$
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.run_recoveries TO %I', _stuck_runs_schema(), role_name)
     UNION ALL
     -- The lives' trigger decides which lives a role may keep alive or end.
-    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON %s.stuck_runs_lives TO %I', _stuck_runs_schema(), role_name)
+    -- UPDATE of columns only: the table's UPDATE would let a role LOCK it.
+    SELECT pg_catalog.format('GRANT SELECT, INSERT, UPDATE (heartbeat_at, alive_since, ended_at, end_reason) ON %s.stuck_runs_lives TO %I',
+                  _stuck_runs_schema(), role_name)
     UNION ALL
     SELECT pg_catalog.format('GRANT SELECT, INSERT ON %s.stuck_runs_timelines TO %I', _stuck_runs_schema(), role_name)
 $$;
