@@ -206,8 +206,9 @@ def test_instances_lists_lives_with_state_heartbeat_runs_and_end_reason(db_url, 
 def test_instances_shows_a_silent_life_and_its_runs(db_url, conn):
     start_life(conn, "worker", WORKER_LIFE)
     owned_run(conn, WORKER_LIFE, "run-of-worker")
-    # No heartbeat for a second is silent now (the view says what the next sweep would do).
-    conn.execute("UPDATE stuck_runs_settings SET dead_after = '1 second'")
+    # No heartbeat for the threshold, with no other life of the role to
+    # witness it, is silent now (the view says what the next sweep would do).
+    conn.execute("UPDATE stuck_runs_settings SET dead_after = '1 second', older_than = '1 second'")
     time.sleep(1.2)
     result = cli("--database-url", db_url, "instances", "--json")
     assert result.exit_code == 0, result.stderr
