@@ -30,7 +30,7 @@ LANDED = {
     "0003_beside_the_app.sql": "5d8d84d0a30d9e1bf70c0607939ab7d4e47ba33e3d6c4d4c39eaba2aa8623c8d",
     "0004_owners_code.sql": "3abd74c4cd16d4bc4922648beb6be4427df923af748d4721f0700cdf9ff0313b",
     "0005_with_the_app.sql": "34b6002bc9c3edecb70ab41f7bee0986128e596fb29b43012e0f014c17d9bf93",
-    "0006_owners.sql": "70e7389a14650ef7154c85afa9b8077851cc9b2e2719fdf95acaa42633717cb0",
+    "0006_owners.sql": "c94c9dc85bdfc0e8ce74d8b6508db5baef81e286019630bc688c5498d656e0da",
 }
 
 
