@@ -857,7 +857,7 @@ def measure_outages(srv: Server, report: Report) -> None:
     report.add(
         "G3 e: owner's own write held open longer than dead_after",
         "a live owner's run is never recovered for silence: 0 rescues",
-        "stuck_runs_progress() inside an app transaction that lasts 27 s (its FOR SHARE lock "
+        "stuck_runs_progress() inside an app transaction that lasts 27 s (its FOR KEY SHARE lock "
         f"on the life row), heartbeat every 5 s on another connection: own run rescued {own} "
         f"time(s) (by its own heartbeat's sweep, which answered 'alive'); sweeps failed "
         f"on the lock meanwhile: {failed}",
