@@ -763,3 +763,45 @@ def test_a_timeline_cannot_be_dated_by_hand(db_url, app_role):
             " FROM stuck_runs_timelines"
         ).fetchall()
         assert rows == [(True, True)]
+
+
+def test_the_instance_grants_run_an_instance_and_reach_no_other_apps_table(db_url):
+    """stuck_runs_instance_grant_sql(): its own table's lives and runs, nothing of another application."""
+    role = f"owners_inst_{uuid.uuid4().hex[:8]}"
+    with open_conn(db_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        for (stmt,) in conn.execute(
+            "SELECT * FROM stuck_runs_instance_grant_sql(%s)", (role,)
+        ).fetchall():
+            conn.execute(stmt)
+        conn.execute(
+            "CREATE TABLE public.mine (id text PRIMARY KEY, status text NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(), owner text)"
+        )
+        conn.execute(f'ALTER TABLE public.mine OWNER TO "{role}"')
+        conn.execute(
+            "SELECT adopt_runs_table('public.mine', completed_at_column => NULL, error_column => NULL,"
+            " completed_column => NULL, total_column => NULL, owner_column => 'owner')"
+        )
+        conn.execute("INSERT INTO public.mine (id, status) VALUES ('m1', 'PROCESSING')")
+        other_run = insert_run(conn, "PROCESSING", idle="2 hours")
+    try:
+        with as_role(db_url, role) as app:
+            token = life()
+            start(app, "web", token)
+            assert app.execute(
+                "SELECT stuck_runs_claim('public.mine', 'm1', %s)", (token,)
+            ).fetchone() == (True,)
+            assert heartbeat(app, token) == ("alive", 0)
+            assert start(app, "web", life()) == [("m1", "FAILED", "instance web restarted")]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("UPDATE qualification_runs SET status = 'FAILED'")
+        with open_conn(db_url) as conn:
+            assert status_of(conn, other_run) == "PROCESSING", (
+                "another application's table is out of reach"
+            )
+    finally:
+        with open_conn(db_url) as conn:
+            conn.execute("DROP TABLE public.mine")
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')

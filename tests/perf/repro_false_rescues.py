@@ -1,4 +1,7 @@
-"""Reproductions: live owners' runs rescued (0006), in three ways.
+"""Reproductions of three false rescues found in review of 0006 before it landed; fixed since.
+
+Each scenario now ends with 0 rescues (G3 d and G3 e of tests/perf/bench_owners.py run
+the same). What follows describes the bugs as they were, and what each scenario provokes.
 
 1 and 2: outages that pg_postmaster_start_time() does not see; 3: a write of the
 owner's own that holds its life row longer than dead_after.
