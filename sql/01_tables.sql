@@ -114,8 +114,14 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_audit_stamp() IS
     'Stamps every audit row with the role that wrote it and the time of its transaction, whatever the INSERT said.';
 DROP TRIGGER IF EXISTS _stuck_runs_audit_stamp ON run_recoveries;
+-- Only rows that say otherwise are stamped: a sweep writes the stamp itself,
+-- and a call of the trigger function per audit row would cost a bulk
+-- recovery as much again as the audit does.
 CREATE TRIGGER _stuck_runs_audit_stamp BEFORE INSERT ON run_recoveries
-    FOR EACH ROW EXECUTE FUNCTION _stuck_runs_audit_stamp();
+    FOR EACH ROW
+    WHEN (NEW.recovered_by IS DISTINCT FROM CURRENT_USER::pg_catalog.text
+          OR NEW.recovered_at IS DISTINCT FROM pg_catalog.now())
+    EXECUTE FUNCTION _stuck_runs_audit_stamp();
 
 -- The column roles a runs table maps, as data: adoption validates a mapping,
 -- proposes one and reports a broken one from these rows, and the runner reads

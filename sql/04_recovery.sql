@@ -117,15 +117,16 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_stuck_sql(stuck_runs_tables, text) IS
     'SQL text of the condition "row r is stuck": active and no sign of life since the cutoff (a timestamptz expression such as $1).';
 
-CREATE OR REPLACE FUNCTION _stuck_runs_sweep_sql(t stuck_runs_tables, dead boolean) RETURNS text
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_ctes(t stuck_runs_tables, dead boolean) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     -- Parameters of the statement: $1 cutoff (timestamptz), $2 limit,
     -- $3 max_attempts, $4 older_than, $5 the owners' lives (jsonb text, see
-    -- _stuck_runs_owner_states; dead: some have ended). It may run as the table's owner
-    -- (_stuck_runs_as_owner), so it names nothing of stuck-runs' own and
-    -- returns its runs as jsonb; the caller writes the audit.
+    -- _stuck_runs_owner_states; dead: some have ended). The CTEs end in
+    -- `changed`, the runs the UPDATE wrote; the statements that end them
+    -- (_stuck_runs_sweep_sql, _stuck_runs_sweep_direct_sql) say what they
+    -- return.
     qualified   text := _stuck_runs_qualified_name(t.table_name);
     status_type text := pg_catalog.format_type(_stuck_runs_column_type(t.table_name, t.status_column), NULL);
     requeue     text := CASE WHEN t.attempts_column IS NULL THEN 'false'
@@ -193,12 +194,12 @@ BEGIN
                       CASE WHEN pg_catalog.isfinite(c.touched) THEN pg_catalog.now() OPERATOR(pg_catalog.-) c.touched END AS idle,
                       CASE WHEN %2$s OPERATOR(pg_catalog.=) %11$L THEN 'failed' ELSE 'requeued' END AS action,
                       %12$s AS attempts, c.requeue, c.reason
-        )
-        -- Only runs that took the status recovery wrote: one a trigger kept
-        -- active is not reported, audited or counted against the batch.
-        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(c)) FROM changed AS c
-        WHERE c.action OPERATOR(pg_catalog.=) CASE WHEN c.requeue THEN 'requeued' ELSE 'failed' END
-        $sql$,
+        ), kept AS (
+            -- Only runs that took the status recovery wrote: one a trigger kept
+            -- active is not reported, audited or counted against the batch.
+            SELECT c.* FROM changed AS c
+            WHERE c.action OPERATOR(pg_catalog.=) CASE WHEN c.requeue THEN 'requeued' ELSE 'failed' END
+        )$sql$,
         _stuck_runs_text_sql(t.id_column), _stuck_runs_text_sql(t.status_column), _stuck_runs_touched_sql(t),
         qualified, _stuck_runs_recoverable_sql(t, '$1', dead), t.updated_at_column,
         pg_catalog.array_to_string(sets, ', '),
@@ -210,8 +211,43 @@ BEGIN
              ELSE pg_catalog.format('NULLIF(%s, ''live'')', _stuck_runs_owner_sql(t)) END);
 END
 $$;
+COMMENT ON FUNCTION _stuck_runs_sweep_ctes(stuck_runs_tables, boolean) IS
+    'The part of a sweep''s statement that recovers the stuck runs of one registered table, as CTEs: lock candidates skipping busy rows, re-check state in the UPDATE, keep the runs that took the status it wrote (kept). With dead, it also takes every active run whose owner''s life has ended. Identifiers go through %I, values through %L or parameters.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_sql(t stuck_runs_tables, dead boolean) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- It may run as the table's owner (_stuck_runs_as_owner), so it names
+    -- nothing of stuck-runs' own and returns its runs as jsonb; the caller
+    -- writes the audit.
+    SELECT _stuck_runs_sweep_ctes(t, dead) OPERATOR(pg_catalog.||) '
+        SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(k)) FROM kept AS k'
+$$;
 COMMENT ON FUNCTION _stuck_runs_sweep_sql(stuck_runs_tables, boolean) IS
-    'Builds the one statement that recovers the stuck runs of one registered table: lock candidates skipping busy rows, re-check state in the UPDATE, return the changed runs as jsonb. With dead, it also takes every active run whose owner''s life has ended. Identifiers go through %I, values through %L or parameters.';
+    'The one statement that recovers the stuck runs of one registered table as its owner may run it: returns the runs it changed as jsonb, for the caller to audit.';
+
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_direct_sql(t stuck_runs_tables, dead boolean) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- Where the caller runs the statement itself (_stuck_runs_runs_here):
+    -- the audit rows are written by the same statement, stamped as the
+    -- audit's trigger would stamp them (so it has nothing to do), and the
+    -- runs come back as rows of stuck-runs' own type, with no jsonb between.
+    SELECT _stuck_runs_sweep_ctes(t, dead) OPERATOR(pg_catalog.||) pg_catalog.format('
+        , audit AS (
+            INSERT INTO %1$s.run_recoveries
+                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action, reason,
+                 recovered_by, recovered_at)
+            SELECT %2$L, k.run_id, k.previous_status, k.completed, k.total, k.age, k.idle, $4, k.action, k.reason,
+                   CURRENT_USER::pg_catalog.text, pg_catalog.now()
+            FROM kept AS k
+        )
+        SELECT pg_catalog.array_agg(ROW(%2$L, k.run_id, k.previous_status, k.status, k.completed, k.total,
+                                        k.age, k.idle, k.action, k.attempts, k.reason)::%1$s.stuck_runs_recovered_run)
+        FROM kept AS k', _stuck_runs_schema(), t.table_name::text)
+$$;
+COMMENT ON FUNCTION _stuck_runs_sweep_direct_sql(stuck_runs_tables, boolean) IS
+    'The statement that recovers the stuck runs of one registered table where the caller may write it itself: writes their audit rows in the same statement and returns them as an array of stuck_runs_recovered_run.';
 
 CREATE OR REPLACE FUNCTION stuck_runs_sweep_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql STABLE
@@ -296,10 +332,9 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_warn_uncovered(integer) IS
     'Raises one WARNING per registered table that recovery and the views no longer cover (dropped, re-created, a mapped column gone, an adopter that may no longer adopt it), given how many they did cover.';
 
-CREATE OR REPLACE FUNCTION recover_stuck_runs(
-    older_than   interval DEFAULT _stuck_runs_threshold(),
-    max_runs     integer  DEFAULT NULL,
-    max_attempts integer  DEFAULT NULL
+CREATE OR REPLACE FUNCTION _stuck_runs_sweep_all(
+    older_than interval, cutoff timestamptz, max_runs integer, max_attempts integer,
+    lives jsonb, dead boolean, quiet integer
 ) RETURNS SETOF stuck_runs_recovered_run
 LANGUAGE plpgsql VOLATILE
 -- Before the body runs: compiling it opens the registry (a row variable of its
@@ -309,7 +344,6 @@ SET lock_timeout = '2s'
 AS $$
 #variable_conflict use_variable
 DECLARE
-    cutoff    timestamptz;
     t         stuck_runs_tables;
     runs      stuck_runs_recovered_run[] := '{}'::stuck_runs_recovered_run[];
     swept     stuck_runs_recovered_run[];
@@ -322,64 +356,10 @@ DECLARE
     tables    integer;
     share     integer;
     failed    regclass[] := '{}'::regclass[];
-    lives     jsonb;
-    dead      boolean;
 BEGIN
-    IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
-        RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
-            coalesce(older_than::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'For example: SELECT * FROM recover_stuck_runs(''5 minutes'').';
-    END IF;
-    IF max_runs IS NOT NULL AND max_runs OPERATOR(pg_catalog.<) 1 THEN
-        RAISE EXCEPTION 'recover_stuck_runs: max_runs must be at least 1 (or NULL for no limit), got %', max_runs
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_attempts IS NOT NULL AND max_attempts OPERATOR(pg_catalog.<) 0 THEN
-        RAISE EXCEPTION 'recover_stuck_runs: max_attempts must be 0 or more (or NULL: never requeue), got %', max_attempts
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    BEGIN
-        cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
-    EXCEPTION WHEN datetime_field_overflow THEN
-        RAISE EXCEPTION 'recover_stuck_runs: older_than % is out of range', older_than
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-
     PERFORM _stuck_runs_bound_lock_wait();
-    -- Whatever a session, a role's settings or a pooled neighbour left there:
-    -- this call reports its own failures only.
-    PERFORM pg_catalog.set_config('stuck_runs.unswept', '', true);
     IF max_runs IS NOT NULL THEN
         SELECT pg_catalog.count(*)::integer INTO tables FROM _stuck_runs_covered;
-    END IF;
-    -- Owners: the lives once per call, as one parameter of the sweeps. Inline,
-    -- not through a function with a pinned search_path (the no-op sweep pays
-    -- for every such call); the writing path only when a life is stale.
-    IF NOT pg_catalog.has_table_privilege('stuck_runs_lives', 'SELECT') THEN
-        RAISE WARNING 'stuck-runs: this role may not read the owners'' lives (stuck_runs_grant_sql() prints the GRANTs)'
-            USING DETAIL = 'Runs with an owner were left alone this time.';
-        lives := '{"": "live"}'::jsonb;  -- every owned run counts as a live owner's
-        dead := false;
-    ELSIF EXISTS (
-        -- A life that may be silent (_stuck_runs_silent, less its server
-        -- checks): stale, and a witness of its role or the threshold passed.
-        SELECT FROM stuck_runs_lives AS l, stuck_runs_settings AS s
-        WHERE l.ended_at IS NULL
-          AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.dead_after)
-          AND (l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.older_than)
-               OR EXISTS (SELECT FROM stuck_runs_lives AS m
-                          WHERE m.started_by OPERATOR(pg_catalog.=) l.started_by AND m.life OPERATOR(pg_catalog.<>) l.life
-                            AND m.heartbeat_at OPERATOR(pg_catalog.>) (l.heartbeat_at OPERATOR(pg_catalog.+) s.dead_after)))) THEN
-        SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
-    ELSE
-        SELECT coalesce(pg_catalog.jsonb_object_agg(l.life, CASE WHEN l.ended_at IS NULL THEN 'live'
-                            ELSE pg_catalog.format('instance %s %s', l.instance, l.end_reason) END), '{}'::jsonb),
-               coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL), false)
-            INTO lives, dead
-        FROM stuck_runs_lives AS l
-        WHERE l.ended_at IS NULL
-           OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '15 minutes');
     END IF;
 
     -- For each table: probe, sweep, collect. A table that fails (altered under
@@ -417,21 +397,25 @@ BEGIN
                                     ELSE _stuck_runs_stuck_sql(t, '$1') END)
                     INTO any_stuck USING cutoff, NULL::integer, NULL::integer, NULL::interval, lives::text;
                 CONTINUE WHEN NOT any_stuck;
+                -- The sweep, its audit and its result in one statement.
+                EXECUTE _stuck_runs_sweep_direct_sql(t, dead)
+                    INTO swept USING cutoff, share, max_attempts, older_than, lives::text;
+            ELSE
+                SELECT pg_catalog.array_agg(ROW(t.table_name::text, j.run_id, j.previous_status, j.status,
+                                                j.completed, j.total, j.age, j.idle, j.action,
+                                                j.attempts, j.reason)::stuck_runs_recovered_run ORDER BY j.run_id)
+                    INTO swept
+                FROM pg_catalog.jsonb_populate_recordset(
+                         NULL::stuck_runs_recovered_run,
+                         _stuck_runs_as_owner(t.table_name, _stuck_runs_sweep_sql(t, dead), cutoff,
+                                              share, max_attempts, older_than, lives::text)) AS j;
+                -- The audit is written by this role, never by the owner's step.
+                INSERT INTO run_recoveries
+                    (table_name, run_id, previous_status, completed, total, age, idle, older_than, action, reason)
+                SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle,
+                       older_than, u.action, u.reason
+                FROM pg_catalog.unnest(swept) AS u;
             END IF;
-            SELECT pg_catalog.array_agg(ROW(t.table_name::text, j.run_id, j.previous_status, j.status,
-                                            j.completed, j.total, j.age, j.idle, j.action,
-                                            j.attempts, j.reason)::stuck_runs_recovered_run ORDER BY j.run_id)
-                INTO swept
-            FROM pg_catalog.jsonb_populate_recordset(
-                     NULL::stuck_runs_recovered_run,
-                     _stuck_runs_as_owner(t.table_name, _stuck_runs_sweep_sql(t, dead), cutoff,
-                                          share, max_attempts, older_than, lives::text)) AS j;
-            -- The audit is written by this role, never by the owner's step.
-            INSERT INTO run_recoveries
-                (table_name, run_id, previous_status, completed, total, age, idle, older_than, action, reason)
-            SELECT u.table_name, u.run_id, u.previous_status, u.completed, u.total, u.age, u.idle,
-                   older_than, u.action, u.reason
-            FROM pg_catalog.unnest(swept) AS u;
             runs := runs OPERATOR(pg_catalog.||) coalesce(swept, '{}'::stuck_runs_recovered_run[]);
         EXCEPTION WHEN OTHERS THEN
             failed := failed OPERATOR(pg_catalog.||) t.table_name;
@@ -475,7 +459,101 @@ BEGIN
         PERFORM pg_catalog.pg_notify('stuck_runs_recovered', payload);
     END IF;
 
+    -- The fast path stepped aside because it was out of date (a table altered,
+    -- or an uncovered table covered again): rebuild it, if this role may.
+    IF quiet IN (-1, 3)
+       OR (quiet OPERATOR(pg_catalog.=) 4
+           AND (SELECT pg_catalog.count(*) FROM stuck_runs_tables)
+               OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(*) FROM _stuck_runs_covered)) THEN
+        PERFORM _stuck_runs_refresh_quiet();
+    END IF;
+
     RETURN QUERY SELECT u.* FROM pg_catalog.unnest(runs) AS u ORDER BY u.idle DESC, u.table_name, u.run_id;
+END
+$$;
+COMMENT ON FUNCTION _stuck_runs_sweep_all(interval, timestamptz, integer, integer, jsonb, boolean, integer) IS
+    'recover_stuck_runs()''s general path, for when the fast path cannot say that nothing is to be done: each covered table probed and swept on its own (as its owner where needed), the audit, the notification, the warnings for tables not covered.';
+
+
+CREATE OR REPLACE FUNCTION recover_stuck_runs(
+    older_than   interval DEFAULT _stuck_runs_threshold(),
+    max_runs     integer  DEFAULT NULL,
+    max_attempts integer  DEFAULT NULL
+) RETURNS SETOF stuck_runs_recovered_run
+LANGUAGE plpgsql VOLATILE
+-- The fast path reads the registry, which a role with write grants on it may
+-- hold locked: bounded, that is an error after 2 s (and the general path,
+-- which says which table it could not sweep) instead of a wait until
+-- statement_timeout.
+SET lock_timeout = '2s'
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cutoff timestamptz;
+    lives  jsonb;
+    dead   boolean;
+    silent boolean := false;
+    quiet  integer;
+BEGIN
+    IF older_than IS NULL OR NOT _stuck_runs_positive(older_than) THEN
+        RAISE EXCEPTION 'recover_stuck_runs: older_than must be a positive interval, got %',
+            coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: SELECT * FROM recover_stuck_runs(''5 minutes'').';
+    END IF;
+    IF max_runs IS NOT NULL AND max_runs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_runs must be at least 1 (or NULL for no limit), got %', max_runs
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'recover_stuck_runs: max_attempts must be 0 or more (or NULL: never requeue), got %', max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- An exception block costs every call a subtransaction: only a threshold
+    -- of millennia can overflow.
+    IF older_than OPERATOR(pg_catalog.<) interval '5000 years' THEN
+        cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    ELSE
+        BEGIN
+            cutoff := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+        EXCEPTION WHEN datetime_field_overflow THEN
+            RAISE EXCEPTION 'recover_stuck_runs: older_than % is out of range', older_than
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+    END IF;
+
+    -- Whatever a session, a role's settings or a pooled neighbour left there:
+    -- this call reports its own failures only.
+    PERFORM pg_catalog.set_config('stuck_runs.unswept', '', true);
+    -- Nothing to do is the usual answer: the generated fast path gives it with
+    -- two planned statements (_stuck_runs_quiet_sql). Only roles trusted with
+    -- stuck-runs' schema can create or replace a function there, and the
+    -- pinned path finds no other. 0 means nothing is recoverable in any
+    -- covered table and every registered table is covered; anything else, or
+    -- an error, leaves the answer to the general path below.
+    BEGIN
+        quiet := _stuck_runs_quiet(cutoff, NULL::integer, NULL::integer, NULL::interval, NULL::text, NULL::boolean);
+    EXCEPTION WHEN OTHERS THEN
+        quiet := -1;  -- gone, or a table altered or locked under it
+    END;
+    IF quiet OPERATOR(pg_catalog.=) 0 THEN
+        RETURN;
+    END IF;
+
+    -- Owners: the lives once per call, as one parameter of the sweeps; the
+    -- writing path only when a life may be silent.
+    IF NOT pg_catalog.has_table_privilege('stuck_runs_lives', 'SELECT') THEN
+        RAISE WARNING 'stuck-runs: this role may not read the owners'' lives (stuck_runs_grant_sql() prints the GRANTs)'
+            USING DETAIL = 'Runs with an owner were left alone this time.';
+        lives := '{"": "live"}'::jsonb;  -- every owned run counts as a live owner's
+        dead := false;
+    ELSE
+        EXECUTE _stuck_runs_lives_sql() INTO lives, dead, silent;
+        IF silent THEN
+            SELECT o.lives, o.dead INTO lives, dead FROM _stuck_runs_owner_states(true) AS o;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM _stuck_runs_sweep_all(older_than, cutoff, max_runs, max_attempts, lives, dead, quiet);
 END
 $$;
 COMMENT ON FUNCTION recover_stuck_runs(interval, integer, integer) IS

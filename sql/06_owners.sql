@@ -340,6 +340,42 @@ $$;
 COMMENT ON FUNCTION _stuck_runs_owner_states(boolean) IS
     'What the sweep needs to know about owners, as one jsonb: every live life and every life ended in the last 15 minutes, mapped to ''live'' or to why it ended; dead says whether any has ended. With end_silent, first ends the lives that are silent (_stuck_runs_silent).';
 
+CREATE OR REPLACE FUNCTION _stuck_runs_lives_sql() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    -- What a sweep needs to know about owners, read without writing: the live
+    -- lives and those ended in the last 15 minutes (whose runs are taken at
+    -- once; later the threshold takes what is left), life -> 'live' or what
+    -- ended it; whether one has ended; and whether one may be silent
+    -- (_stuck_runs_silent, less its server checks: stale, and a witness of its
+    -- role or the threshold passed), which only the writing path,
+    -- _stuck_runs_owner_states(true), may decide. A query's text, not a view:
+    -- the fast path (_stuck_runs_quiet_sql) writes it into its own statement,
+    -- and a view would need a grant of its own. The settings are read through
+    -- scalar subqueries, evaluated only for a stale life: a join would have
+    -- the planner guess at row counts.
+    SELECT pg_catalog.format($sql$
+        SELECT coalesce(pg_catalog.jsonb_object_agg(l.life, CASE WHEN l.ended_at IS NULL THEN 'live'
+                            ELSE pg_catalog.format('instance %%s %%s', l.instance, l.end_reason) END), '{}'::pg_catalog.jsonb) AS lives,
+               coalesce(pg_catalog.bool_or(l.ended_at IS NOT NULL), false) AS dead,
+               coalesce(pg_catalog.bool_or(
+                   l.ended_at IS NULL
+                   AND l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                                                              (SELECT s.dead_after FROM %1$s.stuck_runs_settings AS s))
+                   AND (l.heartbeat_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+                                                               (SELECT s.older_than FROM %1$s.stuck_runs_settings AS s))
+                        OR EXISTS (SELECT FROM %1$s.stuck_runs_lives AS m
+                                   WHERE m.started_by OPERATOR(pg_catalog.=) l.started_by AND m.life OPERATOR(pg_catalog.<>) l.life
+                                     AND m.heartbeat_at OPERATOR(pg_catalog.>) (l.heartbeat_at OPERATOR(pg_catalog.+)
+                                                                                (SELECT s.dead_after FROM %1$s.stuck_runs_settings AS s))))), false) AS silent
+        FROM %1$s.stuck_runs_lives AS l
+        WHERE l.ended_at IS NULL
+           OR l.ended_at OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '15 minutes')$sql$,
+        _stuck_runs_schema())
+$$;
+COMMENT ON FUNCTION _stuck_runs_lives_sql() IS
+    'The query a sweep reads the owners'' lives with: lives (life -> live or why it ended, for the live ones and those ended in the last 15 minutes), dead (any has ended) and silent (one may be silent and must first be ended by _stuck_runs_owner_states(true)).';
+
 CREATE OR REPLACE FUNCTION _stuck_runs_owner_sql(t stuck_runs_tables) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$

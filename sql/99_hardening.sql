@@ -66,6 +66,10 @@ BEGIN
                'recover_stuck_runs', 'adopt_runs_table', 'unadopt_runs_table',
                'propose_runs_table_mapping', 'resume_run', 'qualification_runs_touch'))
           AND p.proname OPERATOR(pg_catalog.<>) 'stuck_runs_label'
+          -- Generated with every name qualified, and only ever called from
+          -- recover_stuck_runs(), whose path it runs under: a SET clause
+          -- would cost the no-op sweep a second switch of search_path.
+          AND p.proname OPERATOR(pg_catalog.<>) '_stuck_runs_quiet'
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
                                   fn, schema);
