@@ -163,7 +163,7 @@ def test_rebuilds_and_sweeps_at_once_leave_it_current(db_url):
             with open_conn(db_url) as c:
                 start.wait()
                 c.execute("SELECT adopt_runs_table(%s)", (name,))
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     def sweep() -> None:
@@ -172,7 +172,7 @@ def test_rebuilds_and_sweeps_at_once_leave_it_current(db_url):
                 start.wait()
                 for _ in range(20):
                     c.execute(RECOVER).fetchall()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=adopt, args=(n,)) for n in ("jobs_a", "jobs_b")]
