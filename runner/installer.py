@@ -159,6 +159,9 @@ def install(
         # A restore with --no-acl drops the grants that let other owners' sweeps
         # and writes call stuck_runs_label(); migrate is where they come back.
         conn.execute("SELECT _stuck_runs_share_label()")
+        # The no-op sweep's fast path follows the tables' current shape (a
+        # restore, an ORM migration since): rebuilt here when it no longer does.
+        conn.execute("SELECT _stuck_runs_refresh_quiet()")
         superseded = conn.execute("SELECT _stuck_runs_forget_superseded()").fetchone()
         if superseded and superseded[0]:
             note(
