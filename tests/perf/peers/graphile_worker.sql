@@ -14,11 +14,12 @@
 -- tables and the dump's set_config(search_path) lines are left out. The schema name is
 -- the default, graphile_worker.
 --
--- The rescue is resetLockedAt's statement with useNodeTime off (the default), so "now"
--- is now(); the 4-hour stale-lock age is hard-coded there. It clears the lock and pulls
--- run_at forward; it writes no error, no attempt, no audit, and takes no row locks
--- beyond the UPDATE's own (no SKIP LOCKED). There is no index on locked_at: both
--- UPDATEs scan their table.
+-- The rescue is resetLockedAt's statement with its two template values filled in:
+-- ${escapedWorkerSchema} = graphile_worker, and ${now} = now() (useNodeTime off, the
+-- default); it takes no parameters, and the 4-hour stale-lock age is hard-coded there.
+-- It clears the lock and pulls run_at forward; it writes no error, no attempt, no
+-- audit, and takes no row locks beyond the UPDATE's own (no SKIP LOCKED). There is no
+-- index on locked_at: both UPDATEs scan their table.
 
 -- bench: schema
 CREATE SCHEMA graphile_worker;
