@@ -10,13 +10,15 @@ PASS/MISS for the issue's targets.
 Usage (from the repository root):
 
     python -m tests.perf.bench_peers                          # 100k and 1M rows, embedded PG 18
-    python -m tests.perf.bench_peers --sizes 100000,1000000,10000000
+    python -m tests.perf.bench_peers --sizes 100000,1000000,10000000   # bulk at <= 1M only
+    python -m tests.perf.bench_peers --sizes 10000000 --bulk-sizes 10000000   # hours
     python -m tests.perf.bench_peers --database-url URL       # any server allowing CREATE DATABASE
     python -m tests.perf.bench_peers --quick                  # seconds: the CI smoke run
 
 For each size N: N rows, 0.1% healthy and running. The no-op finds nothing stuck;
 bulk finds 10% of N stuck and rescues them in one pass (a peer that ships a batch
-loop runs it until nothing is left). Ours is the public recover_stuck_runs('5
+loop runs it until nothing is left); by default only sizes up to 1M get a bulk pass,
+as in the issue's table, since procrastinate's per-job retry makes N/10 round trips. Ours is the public recover_stuck_runs('5
 minutes') over two registered tables: the built-in qualification_runs and an
 adopted Prisma-style copy of it. The table goes to stdout, progress to stderr;
 every database is dropped at the end.
@@ -73,6 +75,7 @@ BARE = "bare index probe / bare `UPDATE ... RETURNING`"
 @dataclass(frozen=True)
 class Plan:
     sizes: tuple[int, ...]
+    bulk_sizes: tuple[int, ...]  # the sizes that also get a bulk pass
     noop_samples: int  # at most, per system and size
     noop_budget_s: float  # stop sampling a slow no-op after this long (5 samples at least)
     bulk_repeat: int  # at most, per system and size
@@ -80,8 +83,8 @@ class Plan:
     quick: bool
 
 
-FULL_PLAN = Plan((100_000, 1_000_000), 300, 5.0, 3, 90.0, False)
-QUICK_PLAN = Plan((2_000, 10_000), 20, 1.0, 1, 10.0, True)
+FULL_PLAN = Plan((100_000, 1_000_000), (100_000, 1_000_000), 300, 5.0, 3, 90.0, False)
+QUICK_PLAN = Plan((2_000, 10_000), (2_000, 10_000), 20, 1.0, 1, 10.0, True)
 
 
 @dataclass
@@ -186,6 +189,8 @@ def measure_ours(dbs: Databases, plan: Plan, n: int, ours: Result, bare: Result)
 
             ours.noop[n] = sample(plan, noop)
             bare.noop[n] = sample(plan, probe)
+            if n not in plan.bulk_sizes:
+                return
 
             def prepare() -> None:
                 refresh_live(conn)
@@ -235,6 +240,8 @@ def measure_peer(dbs: Databases, plan: Plan, peer: Peer, n: int, result: Result)
             result.noop[n] = sample(plan, noop)
             if (got := peer.rescued(conn)) != 0:
                 raise BenchError(f"{peer.name} rescued {got} jobs in the no-op")
+            if n not in plan.bulk_sizes:
+                return
 
             passes: list[int] = []
 
@@ -274,30 +281,29 @@ def ratio(x: float, y: float) -> str:
     return "n/a" if math.isnan(x) or math.isnan(y) or y == 0 else f"{x / y:.2f}x"
 
 
-def figures_table(sizes: Sequence[int], results: dict[str, Result]) -> str:
+def figures_table(plan: Plan, results: dict[str, Result]) -> str:
+    sizes, bulk_sizes = plan.sizes, plan.bulk_sizes
+    columns = [("noop", n) for n in sizes] + [("bulk", n) for n in bulk_sizes]
     head = ["system"]
     head += [f"no-op {fmt_count(n)}" for n in sizes]
-    head += [f"bulk {fmt_count(n // 10)} of {fmt_count(n)}" for n in sizes]
+    head += [f"bulk {fmt_count(n // 10)} of {fmt_count(n)}" for n in bulk_sizes]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     ours, bare = results[OURS], results[BARE]
 
     def cells(r: Result, against: Result | None) -> list[str]:
         out = []
-        for kind in ("noop", "bulk"):
-            for n in sizes:
-                c = getattr(r, kind)[n]
-                text = fmt(c.ms)
-                if against is not None:
-                    text += f" ({ratio(c.ms, getattr(against, kind)[n].ms)})"
-                out.append(text)
+        for kind, n in columns:
+            c = getattr(r, kind)[n]
+            text = fmt(c.ms)
+            if against is not None:
+                text += f" ({ratio(c.ms, getattr(against, kind)[n].ms)})"
+            out.append(text)
         return out
 
     lines.append("| " + " | ".join([f"{OURS} (this tree)", *cells(ours, None)]) + " |")
     lines.append("| " + " | ".join([BARE, *cells(bare, None)]) + " |")
     ours_over_bare = [
-        ratio(getattr(ours, kind)[n].ms, getattr(bare, kind)[n].ms)
-        for kind in ("noop", "bulk")
-        for n in sizes
+        ratio(getattr(ours, kind)[n].ms, getattr(bare, kind)[n].ms) for kind, n in columns
     ]
     lines.append("| " + " | ".join(["stuck-runs / bare", *ours_over_bare]) + " |")
     for name, r in results.items():
@@ -306,11 +312,11 @@ def figures_table(sizes: Sequence[int], results: dict[str, Result]) -> str:
     return "\n".join(lines)
 
 
-def targets_table(sizes: Sequence[int], results: dict[str, Result]) -> tuple[str, list[str]]:
+def targets_table(plan: Plan, results: dict[str, Result]) -> tuple[str, list[str]]:
     ours, bare = results[OURS], results[BARE]
     peers = {k: v for k, v in results.items() if k not in (OURS, BARE)}
     rows: list[tuple[str, str, str, bool]] = []
-    for n in sizes:
+    for n in plan.sizes:
         size = f"{fmt_count(n)} rows"
         noop, probe = ours.noop[n].ms, bare.noop[n].ms
         rows.append((f"no-op <= {NOOP_MAX_MS} ms", size, f"{fmt(noop)} ms", noop <= NOOP_MAX_MS))
@@ -332,6 +338,8 @@ def targets_table(sizes: Sequence[int], results: dict[str, Result]) -> tuple[str
                     noop < fastest.noop[n].ms,
                 )
             )
+        if n not in plan.bulk_sizes:
+            continue
         bulk, update = ours.bulk[n].ms, bare.bulk[n].ms
         label = f"{fmt_count(n // 10)} of {fmt_count(n)}"
         if "graphile-worker" in peers:
@@ -361,7 +369,7 @@ def targets_table(sizes: Sequence[int], results: dict[str, Result]) -> tuple[str
     return "\n".join(lines), misses
 
 
-def method_notes(plan: Plan, sizes: Sequence[int], results: dict[str, Result]) -> list[str]:
+def method_notes(plan: Plan, results: dict[str, Result]) -> list[str]:
     notes = [
         "How it was measured: client-side wall time over a persistent autocommit "
         "connection (round trips included), medians. No-op: after 3 warm-up calls, up to "
@@ -381,9 +389,13 @@ def method_notes(plan: Plan, sizes: Sequence[int], results: dict[str, Result]) -
     samples = []
     for name, r in results.items():
         per = ", ".join(
-            f"{fmt_count(n)}: {r.noop[n].samples} no-op samples, {r.bulk[n].samples} bulk "
-            f"pass(es) of {r.statements.get(n, 0):,} statement(s)"
-            for n in sizes
+            f"{fmt_count(n)}: {r.noop[n].samples} no-op samples"
+            + (
+                f", {r.bulk[n].samples} bulk pass(es) of {r.statements[n]:,} statement(s)"
+                if n in r.bulk
+                else ""
+            )
+            for n in plan.sizes
         )
         samples.append(f"{name}: {per}")
     notes.append("Samples per cell: " + "; ".join(samples) + ".")
@@ -410,6 +422,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
         help="comma-separated table sizes, multiples of 1000 (default 100000,1000000; "
         "10000000 is supported and takes many minutes)",
     )
+    parser.add_argument(
+        "--bulk-sizes",
+        help="the sizes that also get a bulk pass (default: every size up to 1000000; at "
+        "10M, procrastinate's per-job retry makes a million round trips)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the smoke run")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else FULL_PLAN
@@ -420,7 +437,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Plan]:
             parser.error(f"--sizes: not a list of integers: {args.sizes!r}")
         if not sizes or any(s < 1000 or s % 1000 for s in sizes):
             parser.error("--sizes: every size must be a positive multiple of 1000 (0.1% live)")
-        plan = replace(plan, sizes=tuple(sorted(set(sizes))))
+        plan = replace(
+            plan,
+            sizes=tuple(sorted(set(sizes))),
+            bulk_sizes=tuple(sorted(s for s in set(sizes) if s <= 1_000_000)),
+        )
+    if args.bulk_sizes:
+        try:
+            bulk = {int(s.replace("_", "")) for s in args.bulk_sizes.split(",") if s.strip()}
+        except ValueError:
+            parser.error(f"--bulk-sizes: not a list of integers: {args.bulk_sizes!r}")
+        if not bulk <= set(plan.sizes):
+            parser.error("--bulk-sizes: every size must also be in --sizes")
+        plan = replace(plan, bulk_sizes=tuple(sorted(bulk)))
     return args, plan
 
 
@@ -443,7 +472,7 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
     elapsed = time.perf_counter() - began
     shown = ["URL" if a == args.database_url else a for a in sys.argv[1:]]
     command = " ".join(["python -m tests.perf.bench_peers", *shown])
-    targets, misses = targets_table(plan.sizes, results)
+    targets, misses = targets_table(plan, results)
     out = [
         "### stuck-runs beside its peers' own rescue"
         + (" (quick smoke run)" if plan.quick else ""),
@@ -454,11 +483,11 @@ def run(args: argparse.Namespace, plan: Plan) -> str:
         "",
         "Medians in ms; in brackets, peer / stuck-runs (below 1 means the peer is faster).",
         "",
-        figures_table(plan.sizes, results),
+        figures_table(plan, results),
         "",
         targets,
         "",
-        *[f"Note: {n}" for n in method_notes(plan, plan.sizes, results)],
+        *[f"Note: {n}" for n in method_notes(plan, results)],
         *(
             [
                 "Note: quick run: sizes are far too small for the targets to mean anything;"
