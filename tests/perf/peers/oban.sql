@@ -21,8 +21,10 @@
 --     Repo.update_all(where(base, [j], j.attempt >= j.max_attempts),
 --                     set: [state: "discarded", discarded_at: now])
 -- run in one transaction by the Lifeline plugin (Repo.transaction). The two statements
--- below are those queries as Ecto's PostgreSQL adapter renders them; cut = now -
--- rescue_after (60 minutes by default), now = the current UTC time.
+-- below are those queries written out in the form Ecto's PostgreSQL adapter gives them
+-- (literals inline, SET values and ^pinned values as parameters, the select as RETURNING);
+-- they were not captured from a running Oban, so spacing and parentheses may differ.
+-- cut = now - rescue_after (60 minutes by default), now = the current UTC time.
 
 -- bench: schema
 CREATE TYPE oban_job_state AS ENUM (
