@@ -42,6 +42,51 @@ def test_quick_benchmark_runs_and_prints_the_table(server_url: str) -> None:
     assert server_url not in out
 
 
+def test_peers_benchmark_quick_prints_a_row_for_ours_and_every_peer(server_url: str) -> None:
+    """tests/perf/bench_peers.py --quick: every peer's vendored schema loads, its own rescue
+    runs (each pass is checked inside the benchmark to rescue exactly the stuck rows, each
+    no-op nothing), and the table has a row for ours, the bare baselines and every peer.
+    No timing is judged: at these sizes the figures mean nothing."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.perf.bench_peers",
+            "--quick",
+            "--database-url",
+            server_url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    header = "| system | no-op 2k | no-op 10k | bulk 200 of 2k | bulk 1k of 10k |"
+    assert header in out
+    systems = [
+        "stuck-runs (this tree)",
+        "bare index probe / bare `UPDATE ... RETURNING`",
+        "stuck-runs / bare",
+        "River",
+        "Oban",
+        "graphile-worker",
+        "procrastinate",
+        "pg-boss",
+    ]
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    for system in systems:
+        matching = [r for r in rows if r.startswith(f"| {system} |")]
+        assert len(matching) == 1, system
+        cells = [c.strip() for c in matching[0].strip("|").split("|")][1:]
+        assert len(cells) == 4 and "n/a" not in cells, matching[0]
+    assert "| target | size | measured | result |" in out
+    assert "- Machine:" in out and "- PostgreSQL" in out
+    assert "Targets missed:" in out
+    assert server_url not in out
+
+
 def test_owners_benchmark_tiny_kills_are_recovered_and_nothing_live_is(
     server_url: str, tmp_path: Path
 ) -> None:

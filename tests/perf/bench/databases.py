@@ -52,16 +52,18 @@ class Databases:
         self.tag = uuid.uuid4().hex[:8]
         self.can_checkpoint = True
 
-    def create(self, label: str) -> str:
+    def create(self, label: str, *, migrate: bool = True) -> str:
+        """A fresh database; migrate=False leaves it empty, for a peer's own schema."""
         name = f"stuck_runs_bench_{self.tag}_{label}"
         with open_conn(self.server_url) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         url = with_dbname(self.server_url, name)
         self.names[url] = name
-        apply_migrations(
-            parse_database_url(url), connect_timeout=10, statement_timeout=600, lock_timeout=60
-        )
+        if migrate:
+            apply_migrations(
+                parse_database_url(url), connect_timeout=10, statement_timeout=600, lock_timeout=60
+            )
         return url
 
     def drop(self, url: str) -> None:
