@@ -32,18 +32,32 @@ def all_text() -> str:
     return "\n\n".join(page.read_text() for page in pages())
 
 
+def fences(text: str) -> list[tuple[str, str, str]]:
+    """Every fenced block of a page: (the non-blank line before it, language, code)."""
+    return [
+        (text[: fence.start()].rstrip("\n").rsplit("\n", 1)[-1].strip(), *fence.group(2, 3))
+        for fence in FENCE.finditer(text)
+    ]
+
+
+def blocks_in(text: str) -> dict[str, tuple[str, str]]:
+    """The marked blocks of one page's text: NAME -> (language, code). A name is unique."""
+    found: dict[str, tuple[str, str]] = {}
+    for before, language, code in fences(text):
+        marker = MARKER.fullmatch(before)
+        if marker:
+            assert marker.group(1) not in found, f"two blocks named {marker.group(1)!r}"
+            found[marker.group(1)] = (language, code)
+    return found
+
+
 def named_blocks() -> dict[str, tuple[Path, str, str]]:
     """Every marked block of every page: NAME -> (page, language, code). A name is unique."""
     found: dict[str, tuple[Path, str, str]] = {}
     for page in pages():
-        text = page.read_text()
-        for fence in FENCE.finditer(text):
-            before = text[: fence.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
-            marker = MARKER.fullmatch(before)
-            if marker:
-                name = marker.group(1)
-                assert name not in found, f"two blocks named {name!r}"
-                found[name] = (page, fence.group(2), fence.group(3))
+        for name, (language, code) in blocks_in(page.read_text()).items():
+            assert name not in found, f"two blocks named {name!r}"
+            found[name] = (page, language, code)
     return found
 
 
@@ -60,3 +74,18 @@ def section(page: str, title: str) -> str:
     start = text.index(f"## {title}")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
+
+
+# The end of a statement in a documented SQL block: `;` closing a line, maybe before a comment.
+STATEMENT_END = re.compile(r";[ \t]*(?:--[^\n]*)?$", re.M)
+
+
+def sql_statements(code: str) -> list[str]:
+    """A documented SQL block as the statements psql would send, one by one (so that a `CALL`
+    that commits runs outside a transaction block, as psql runs it); comment-only parts go."""
+    statements = []
+    for part in STATEMENT_END.split(code):
+        body = "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--"))
+        if body.strip():
+            statements.append(body.strip())
+    return statements

@@ -1,4 +1,4 @@
-"""The README must stay true: its demo command works and its command lines parse."""
+"""The README and docs/ must stay true: the demo command works and every command line parses."""
 
 from __future__ import annotations
 
@@ -15,16 +15,18 @@ import pytest
 
 from runner.cli import main
 
+from .docs_text import all_text, block
 from .helpers import insert_run, open_conn, with_query
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = all_text()  # the README and every docs/*.md
 COMMAND_NAMES = main.list_commands(click.Context(main))
 
 
 def readme_command_lines() -> list[str]:
-    """Every `stuck-runs COMMAND ...` invocation in the README's code, wherever it stands."""
-    code = re.findall(r"```.*?```", README, flags=re.S) + re.findall(r"`[^`\n]+`", README)
+    """Every `stuck-runs COMMAND ...` invocation in the code of the README and docs/."""
+    code = re.findall(r"```.*?```", DOCS, flags=re.S) + re.findall(r"`[^`\n]+`", DOCS)
     lines = set()
     for chunk in code:
         for match in re.finditer(r"stuck-runs (?:--database-url \S+ )?([a-z]+)[^\n]*", chunk):
@@ -78,17 +80,44 @@ def test_readme_mentions_every_command():
         assert f"`{name}" in README or f"stuck-runs {name}" in README, name
 
 
-def readme_block_after(marker: str, language: str) -> str:
-    """The first ```language block after `marker` in the README, as printed."""
-    block = re.search(rf"```{language}\n(.*?)```", README.split(marker, 1)[1], re.S)
-    assert block, f"no {language} block after {marker!r}"
-    return block.group(1)
+# Blocks of nothing but command lines: each line is `stuck-runs ...` (click parses it as the
+# installed command would) or `export NAME=...` of a variable the runner reads.
+COMMAND_BLOCKS = (
+    "install-migrate",
+    "adopt-lines",
+    "pg-cron-lines",
+    "adoption-lines",
+    "pg-cron-cli",
+    "relocate-line",
+    "install-export-prisma",
+)
+
+
+@pytest.mark.parametrize("name", COMMAND_BLOCKS)
+def test_command_blocks_parse_line_by_line(name):
+    lines = [line for line in block(name).splitlines() if line.strip()]
+    assert lines, name
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if words[0] == "export":
+            variable = words[1].split("=", 1)[0]
+            assert variable in ("DATABASE_URL", "DIRECT_URL") or variable.startswith(
+                "STUCK_RUNS_"
+            ), line
+            continue
+        assert words[0] == "stuck-runs", line
+        command = main.get_command(click.Context(main), words[1])
+        assert command is not None, line
+        try:
+            command.make_context(words[1], words[2:])
+        except click.UsageError as exc:
+            pytest.fail(f"{line!r}: {exc}")
 
 
 def test_readme_python_listen_snippet_runs_with_a_prisma_url(db_url, tmp_path):
-    """The snippet as printed, with DATABASE_URL as Prisma has it (?schema=app&pgbouncer=...)."""
+    """docs/sql.md's snippet as printed, with DATABASE_URL as Prisma has it (?schema=app&pgbouncer=...)."""
     script = tmp_path / "listen.py"
-    script.write_text(readme_block_after("Listen from\nPython", "python"))
+    script.write_text(block("listen-python"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DIRECT_URL")}
     env["DATABASE_URL"] = with_query(db_url, schema="app", connection_limit="5")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
