@@ -154,7 +154,9 @@ def test_the_build_makes_a_wheel_with_the_sql_and_an_sdist_that_builds_again(dis
     assert not [name for name in names if name.startswith("tests/")]
     with tarfile.open(dist / SDIST) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for needed in ("pyproject.toml", "README.md", "docs/install.md", "runner/cli.py"):
+    # The README's reference is in docs/: every page of it travels with the README.
+    pages = [f"docs/{page.name}" for page in (REPO / "docs").glob("*.md")]
+    for needed in ("pyproject.toml", "README.md", *pages, "runner/cli.py"):
         assert needed in members, needed
     assert {f"migrations/{p.name}" for p in migrations_dir().glob("*.sql")} <= members
     assert {f"sql/{p.name}" for p in sql_dir().glob("*.sql")} <= members
