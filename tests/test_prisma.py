@@ -1,9 +1,9 @@
-"""The README's Prisma section, run with the real Prisma 7 client (issue 11).
+"""The Prisma guide (docs/prisma.md, linked from the README), run with the real Prisma 7 client.
 
-Each test gives the app of tests/prisma_app.py (the README's TypeScript exactly as printed, in a
+Each test gives the app of tests/prisma_app.py (the guide's TypeScript exactly as printed, in a
 small Prisma 7 project) a database whose schema `app` holds what Prisma makes for the model,
-installs stuck-runs as the README's `prestart` line does, and runs the README's snippets against
-the test server.
+installs stuck-runs as the guide's `prestart` line does, and runs the guide's snippets against
+the test server (issue 11).
 """
 
 from __future__ import annotations
