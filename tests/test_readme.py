@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from runner.cli import main
 
 from .docs_text import all_text, block
 from .helpers import insert_run, open_conn, with_query
+from .prisma_app import PRISMA_DIR, install_node_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -144,6 +146,53 @@ def test_readme_python_listen_snippet_runs_with_a_prisma_url(db_url, tmp_path):
         line = listener.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("1 run(s) recovered"), listener.stderr
         assert run_id in line
+    finally:
+        listener.kill()
+        listener.communicate()
+
+
+def wait_for_listener(db_url: str, listener: subprocess.Popen) -> None:
+    """Until the snippet's session is listening (or it died)."""
+    with open_conn(db_url) as conn:
+        deadline = time.monotonic() + 30
+        while not conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = 'LISTEN stuck_runs_recovered'"
+        ).fetchone()[0]:
+            assert listener.poll() is None, listener.communicate()
+            assert time.monotonic() < deadline, "the snippet never listened"
+            time.sleep(0.1)
+
+
+@pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm")
+def test_node_listen_snippet_runs_with_a_prisma_url(db_url, tmp_path):
+    """docs/sql.md's node-postgres snippet as printed (an ES module, as a Next.js app's code
+    is), with node-postgres from tests/prisma's lockfile and Prisma's DATABASE_URL."""
+    install_node_modules()
+    script = tmp_path / "listen.mjs"
+    script.write_text(block("listen-node"))
+    (tmp_path / "node_modules").symlink_to(PRISMA_DIR / "node_modules")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DIRECT_URL")}
+    env["DATABASE_URL"] = with_query(db_url, schema="app")
+    listener = subprocess.Popen(
+        ["node", str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_listener(db_url, listener)
+        with open_conn(db_url) as conn:
+            run_id = insert_run(conn, idle="1 hour")
+            conn.execute("SELECT * FROM recover_stuck_runs('5 minutes')")
+        seen = ""
+        deadline = time.monotonic() + 20
+        while "'failed'" not in seen and time.monotonic() < deadline:
+            seen += listener.stdout.readline()  # type: ignore[union-attr]
+        assert seen.startswith("1 run(s) recovered"), seen
+        assert run_id in seen and "'failed'" in seen, seen
     finally:
         listener.kill()
         listener.communicate()
