@@ -81,3 +81,28 @@ def test_no_internal_words(page: str) -> None:
     """Our own words for our history mean nothing to a user."""
     found = re.findall(r"design card|original design|\bissue \d+", read(page), re.I)
     assert not found, f"{page}: {found}"
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to `-`."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", page_ids())
+def test_every_relative_link_reaches_its_page_and_heading(page: str) -> None:
+    """The README's summaries point into docs/ and the pages into each other: no link may
+    break as text moves between them."""
+    here = ROOT / page
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", read(page)):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        path, _, anchor = target.partition("#")
+        linked = (here.parent / path).resolve() if path else here
+        if not linked.exists():
+            broken.append(target)
+        elif anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.M)
+            if anchor not in {slug(h) for h in headings}:
+                broken.append(target)
+    assert not broken, f"{page}: {broken}"
