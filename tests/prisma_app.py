@@ -1,8 +1,8 @@
-"""A Next.js-style Prisma 7 app made of the README's snippets, for the tests that run them.
+"""A Next.js-style Prisma 7 app made of docs/prisma.md's snippets, for the tests that run them.
 
 tests/prisma is a small Prisma 7 project holding the original app's QualificationRun model.
-`build_project` copies it, writes the README's TypeScript files into it exactly as printed (read
-from README.md at test time; no copy here) and generates the client. tests/conftest.py builds it
+`build_project` copies it, writes docs/prisma.md's TypeScript files into it exactly as printed
+(read from the page at test time, each by its block's name; no copy here) and generates the client. tests/conftest.py builds it
 once per session (`prisma_project`); tests/test_prisma.py and tests/test_start_matrix.py run it.
 
 Offline: Prisma's native engines download from a host CI cannot reach, and nothing here needs
@@ -21,8 +21,10 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from . import docs_text
+
 PRISMA_DIR = Path(__file__).resolve().parent / "prisma"
-README = PRISMA_DIR.parent.parent / "README.md"
+PRISMA_DOC = PRISMA_DIR.parent.parent / "docs" / "prisma.md"
 PROJECT_FILES = ("package.json", "prisma.config.ts", "schema.prisma", "tsconfig.json")
 HARNESS_FILES = ("run-snippet.ts", "schema-engine.ts", "lib/qualify.ts")
 SNIPPETS = (
@@ -42,12 +44,13 @@ OFFLINE = {
 
 
 def readme_prisma_text() -> str:
-    return README.read_text()
+    """docs/prisma.md, the Prisma guide the README links to (its snippets used to be there)."""
+    return PRISMA_DOC.read_text()
 
 
 def prisma_section(text: str) -> str:
-    """The "## With Prisma" section of the text, up to the next section."""
-    return text.split("\n## With Prisma\n", 1)[-1].split("\n## ", 1)[0]
+    """The Prisma guide's text: the whole page, up to a `## ` section it may grow."""
+    return text.split("\n## ", 1)[0]
 
 
 FENCE = re.compile(r"^ *```(\w*)\n(.*?)^ *```[ \t]*$", re.M | re.S)
@@ -117,9 +120,11 @@ def build_project(root: Path) -> Path:
     (root / "node_modules").symlink_to(PRISMA_DIR / "node_modules")
     snippets = typescript_snippets(readme_prisma_text())
     assert sorted(snippets) == sorted(SNIPPETS), (
-        f"the README's TypeScript files: {sorted(snippets)}"
+        f"docs/prisma.md's TypeScript files: {sorted(snippets)}"
     )
-    for name, code in snippets.items():
+    for name in SNIPPETS:  # each block is marked `<!-- block: FILE -->` by the file it is
+        code = docs_text.block(name)
+        assert code == snippets[name], f"the block named {name} is not the one the prose names"
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(code)
     node(root, "prisma", "generate", env={"DATABASE_URL": "postgresql://localhost/unused"})

@@ -1,4 +1,4 @@
-"""Every knob the runner reads is named where a user looks: its --help and the README.
+"""Every knob the runner reads is named where a user looks: its --help and the docs.
 
 The list comes from click's own parameter objects, walking every command, so
 an option or environment variable added later is covered without editing
@@ -16,8 +16,11 @@ import pytest
 
 from runner.cli import main
 
+from .docs_text import all_text
+
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+# The README and docs/ (the options are listed in docs/runner.md).
+README = all_text()
 
 
 def commands() -> list[tuple[str, click.Command]]:
@@ -71,7 +74,7 @@ def test_every_option_and_variable_is_in_help_and_readme(command, knob, kind):
     shown = dict(commands())[command]
     assert knob in help_text(command, shown), f"`stuck-runs {command} --help` does not name {knob}"
     assert re.search(rf"(?<![\w-]){re.escape(knob)}(?![\w-])", README), (
-        f"the README does not name {knob} ({kind} of `stuck-runs {command}`)"
+        f"neither the README nor docs/ names {knob} ({kind} of `stuck-runs {command}`)"
     )
 
 

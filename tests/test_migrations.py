@@ -26,7 +26,7 @@ LANDED = {
     "0001_core.rollback.sql": "9adc942cc032a4827ccc4957bb9434e4117cb46a796a1ea4b5ce9eb692194b76",
     "0002_retries.sql": "4f9e5acdf68874329cf10d3b3439b6dcc0838ef20246dcb937a9b05a13e8d2db",
     "0002_retries.rollback.sql": "96f56d398f00b2121907dd7d62213c2ec00cdb0922b3c4626e0f35ce04af4288",
-    # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (README).
+    # From 0003 on, no rollback files: stuck-runs' schema is the unit of removal (docs/sql.md).
     "0003_beside_the_app.sql": "5d8d84d0a30d9e1bf70c0607939ab7d4e47ba33e3d6c4d4c39eaba2aa8623c8d",
     "0004_owners_code.sql": "3abd74c4cd16d4bc4922648beb6be4427df923af748d4721f0700cdf9ff0313b",
     "0005_with_the_app.sql": "34b6002bc9c3edecb70ab41f7bee0986128e596fb29b43012e0f014c17d9bf93",

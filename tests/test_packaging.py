@@ -25,6 +25,7 @@ import pytest
 from runner.migrations import migrations_dir, sql_dir
 from runner.releases import RELEASES, __version__, current_release, migration_ids, release_of
 
+from .docs_text import blocks_in
 from .prisma_app import FENCE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,9 +93,20 @@ def docs_blocks() -> list[tuple[str, str, str]]:
     return blocks
 
 
-def block(section: str) -> tuple[str, str]:
-    [(lang, code)] = [(lang, code) for s, lang, code in docs_blocks() if s == section]
-    return lang, code
+# docs/install.md's blocks by name (`<!-- block: NAME -->` before each), with the section
+# each stands in: the tests below run every one.
+INSTALL_BLOCKS = {
+    "install-wheel": "From a wheel file",
+    "install-git-url": "From a git URL",
+    "install-docker-python": "In a Dockerfile: a Python image",
+    "install-docker-node": "In a Dockerfile: a `node:` image",
+    "install-export-prisma": "Without Python: Prisma migrations",
+}
+
+
+def block(name: str) -> tuple[str, str]:
+    """The named block of docs/install.md: (language, code), as printed."""
+    return blocks_in(DOCS.read_text())[name]
 
 
 def moved(code: str, root: Path, clone: Path | None = None) -> str:
@@ -120,7 +132,7 @@ def root_path(root: Path, python_dir: str) -> str:
 def installed(dist: Path, python_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """docs/install.md's "From a wheel file", run in a clean directory: the install's root."""
     root = a_root(tmp_path_factory.mktemp("from-wheel"))
-    lang, code = block("From a wheel file")
+    lang, code = block("install-wheel")
     assert lang == "sh" and f"./{WHEEL}" in code
     shutil.copy(dist / WHEEL, root / "work")
     out = sh(moved(code, root), root / "work", root_path(root, python_dir)).stdout
@@ -142,7 +154,9 @@ def test_the_build_makes_a_wheel_with_the_sql_and_an_sdist_that_builds_again(dis
     assert not [name for name in names if name.startswith("tests/")]
     with tarfile.open(dist / SDIST) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for needed in ("pyproject.toml", "README.md", "docs/install.md", "runner/cli.py"):
+    # The README's reference is in docs/: every page of it travels with the README.
+    pages = [f"docs/{page.name}" for page in (REPO / "docs").glob("*.md")]
+    for needed in ("pyproject.toml", "README.md", *pages, "runner/cli.py"):
         assert needed in members, needed
     assert {f"migrations/{p.name}" for p in migrations_dir().glob("*.sql")} <= members
     assert {f"sql/{p.name}" for p in sql_dir().glob("*.sql")} <= members
@@ -177,7 +191,7 @@ def test_the_wheel_installs_and_runs_with_no_source_tree(
 def test_the_export_line_of_the_docs_runs_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     """docs/install.md's `export --prisma` line, by the installed command (its migrations come
     from the wheel's data)."""
-    lang, code = block("Without Python: Prisma migrations")
+    lang, code = block("install-export-prisma")
     assert lang == "sh"
     (tmp_path / "prisma" / "migrations").mkdir(parents=True)
     path = f"{installed / 'opt' / 'stuck-runs' / 'bin'}:/usr/bin:/bin"
@@ -221,7 +235,7 @@ def test_the_git_url_line_installs_from_a_clone(
     ):
         subprocess.run([*git, *args], check=True, capture_output=True)
     root = a_root(tmp_path / "root")
-    lang, code = block("From a git URL")
+    lang, code = block("install-git-url")
     assert lang == "sh" and f"@v{__version__}'" in code
     out = sh(moved(code, root, clone), root / "work", root_path(root, python_dir), 240).stdout
     assert out.splitlines()[-1].startswith(f"stuck-runs {__version__} "), out
@@ -254,13 +268,12 @@ def run_dockerfile(code: str, dist: Path, root: Path, path: str) -> str:
 
 
 @NEEDS_VENV
-@pytest.mark.parametrize(
-    "section", ["In a Dockerfile: a Python image", "In a Dockerfile: a `node:` image"]
-)
+@pytest.mark.parametrize("name", ["install-docker-python", "install-docker-node"])
 def test_the_dockerfile_lines_install_the_command(
-    section: str, dist: Path, python_dir: str, tmp_path: Path
+    name: str, dist: Path, python_dir: str, tmp_path: Path
 ) -> None:
-    lang, code = block(section)
+    section = INSTALL_BLOCKS[name]
+    lang, code = block(name)
     assert lang == "dockerfile"
     if "node:" in section:
         assert "python3-venv" in code and shutil.which("dpkg-query"), "a Debian machine"
@@ -281,7 +294,12 @@ def test_the_dockerfile_lines_install_the_command(
 
 
 def test_every_block_of_the_install_docs_is_run() -> None:
-    """The tests above take each block by its section: a new block needs a test of its own."""
+    """The tests above take each block by its name: a new block needs a test of its own."""
+    blocks = blocks_in(DOCS.read_text())
+    assert sorted(blocks) == sorted(INSTALL_BLOCKS)
+    for section, _, code in docs_blocks():
+        [name] = [name for name, (_, named) in blocks.items() if named == code]
+        assert INSTALL_BLOCKS[name] == section, name
     assert [(section, lang) for section, lang, _ in docs_blocks()] == [
         ("From a wheel file", "sh"),
         ("From a git URL", "sh"),

@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -24,6 +23,7 @@ from runner.migrations import apply_migrations
 
 from .cluster import PG_CRON_SETTINGS, Cluster, system_extension_available
 from .conftest import migrate
+from .docs_text import block, sql_statements
 from .helpers import PRISMA_DDL, TABLE, cli, insert_run, open_conn, prisma_run, run_cli, status_of
 from .test_drain import POISON
 
@@ -523,12 +523,8 @@ def test_job_name_must_fit_pg_cron(db_url, name):
 
 
 def readme_how_it_went_query() -> str:
-    """The README's pure-SQL "how it went" statement, exactly as printed."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("**The pure-SQL way**", 1)[1]
-    block = re.search(r"```sql\n(.*?)```", section, re.S)
-    assert block, "the pure-SQL block is gone from the README"
-    after = block.group(1).split("-- how it went", 1)[1].split("\n", 1)[1]
+    """docs/pg_cron.md's pure-SQL "how it went" statement, exactly as printed."""
+    after = block("pg-cron-sql").split("-- how it went", 1)[1].split("\n", 1)[1]
     return after.split(";", 1)[0]
 
 
@@ -570,3 +566,36 @@ def test_readme_how_it_went_query_reads_your_job_when_another_role_has_one_of_th
             conn.execute("DELETE FROM cron.job WHERE jobid = ANY (%s)", (ids,))
             conn.execute("REVOKE USAGE ON SCHEMA cron FROM other_app")
             conn.execute("DROP ROLE other_app")
+
+
+def spaced(sql: str) -> str:
+    """A statement with its line breaks as the page wraps it: the same SQL for the server."""
+    return re.sub(r"\s+", " ", sql).replace("( ", "(")
+
+
+@needs_pg15
+def test_the_pure_sql_block_runs_as_printed(cron):
+    """docs/pg_cron.md's pure-SQL block, statement by statement in pg_cron's database as the
+    page says: each of its three alternatives (each run on its own: pg_cron keeps a re-scheduled
+    name's database) schedules the statement `schedule` installs (the one stuck_runs_job_sql()
+    prints) in the database it names, and `cron.unschedule` removes it."""
+    statements = sql_statements(block("pg-cron-sql"))
+    assert len(statements) == 5, statements
+    with open_conn(cron.app_url) as conn:
+        installed = conn.execute("SELECT stuck_runs.stuck_runs_job_sql()").fetchone()[0]
+        fixed = conn.execute("SELECT stuck_runs.stuck_runs_job_sql('15 minutes'::text)").fetchone()[
+            0
+        ]
+    expected = [("postgres", installed), ("app", installed), ("postgres", fixed)]
+    with cron.cron_conn() as conn:
+        for statement, (database, command) in zip(statements[:3], expected, strict=True):
+            conn.execute(statement)
+            [(job_database, job_command)] = conn.execute(
+                "SELECT database, command FROM cron.job WHERE jobname = 'stuck-runs-recovery'"
+            ).fetchall()
+            assert (job_database, spaced(job_command)) == (database, spaced(command)), statement
+            conn.execute(statements[3])  # the next alternative starts afresh
+        conn.execute(statements[0])
+        conn.execute(statements[3])
+        assert not conn.execute("SELECT 1 FROM cron.job").fetchall()
+        assert conn.execute(statements[4]).fetchall() == []

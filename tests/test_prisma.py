@@ -1,9 +1,9 @@
-"""The README's Prisma section, run with the real Prisma 7 client (issue 11).
+"""The Prisma guide (docs/prisma.md, linked from the README), run with the real Prisma 7 client.
 
-Each test gives the app of tests/prisma_app.py (the README's TypeScript exactly as printed, in a
+Each test gives the app of tests/prisma_app.py (the guide's TypeScript exactly as printed, in a
 small Prisma 7 project) a database whose schema `app` holds what Prisma makes for the model,
-installs stuck-runs as the README's `prestart` line does, and runs the README's snippets against
-the test server.
+installs stuck-runs as the guide's `prestart` line does, and runs the guide's snippets against
+the test server (issue 11).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from .conftest import create_database, drop_database
+from .docs_text import block
 from .helpers import open_conn, run_cli, with_dbname, with_query
 from .prisma_app import (
     FENCE,
@@ -48,7 +49,8 @@ pytestmark = [
 
 
 def readme_index_line(text: str) -> str:
-    """The `@@index(..., where: raw(...))` line the README says to add to the model."""
+    """The `@@index(..., where: raw(...))` line docs/prisma.md says to add to the model (the
+    block named prisma-index-line, the one such line of the page)."""
     lines = [
         line.strip()
         for lang, code in FENCE.findall(prisma_section(text))
@@ -56,18 +58,25 @@ def readme_index_line(text: str) -> str:
         for line in code.splitlines()
         if line.strip().startswith("@@index(") and "where: raw(" in line
     ]
-    assert len(lines) == 1, f"expected one @@index(..., where: raw(...)) line, found {lines}"
+    assert lines == [block("prisma-index-line").strip()], lines
     return lines[0]
 
 
+# The named blocks of docs/prisma.md this module runs, by the words they begin with.
+NAMED = {
+    ("prisma", "generator client {"): "prisma-generator",
+    ("sql", "DO $$"): "prisma-index-migration",
+}
+
+
 def readme_block(text: str, lang: str, start: str) -> str:
-    """The one block of the README's Prisma section in `lang` that begins with `start`."""
+    """The one block of docs/prisma.md in `lang` that begins with `start`: its named block."""
     blocks = [
         code
         for block_lang, code in FENCE.findall(prisma_section(text))
         if block_lang == lang and code.startswith(start)
     ]
-    assert len(blocks) == 1, f"expected one {lang} block starting {start!r}, found {blocks}"
+    assert blocks == [block(NAMED[lang, start])], f"expected one {lang} block starting {start!r}"
     return blocks[0]
 
 
@@ -360,6 +369,7 @@ def test_readme_prestart_line_migrates_prisma_first() -> None:
     """Prisma creates or changes the table before `stuck-runs start` adopts it and recovers."""
     text = readme_prisma_text()
     [prestart] = re.findall(r'"prestart": "([^"]*)"', prisma_section(text))
+    assert json.loads(block("prisma-prestart"))["scripts"]["prestart"] == prestart
     order = [
         prestart.find(step)
         for step in (

@@ -1,6 +1,6 @@
-"""Owners in the README's Prisma app, with the real Prisma 7 client and real processes (issue 23).
+"""Owners in docs/prisma.md's app, with the real Prisma 7 client and real processes (issue 23).
 
-Each app process runs the README's `instrumentation.ts` register() as `next start` would, then
+Each app process runs the guide's `instrumentation.ts` register() as `next start` would, then
 serves the README's route `app/api/qualify/route.ts` and the calls of `lib/owner.ts` on
 command (OWNER_APP, a harness that is not part of the README), so that a test can start,
 kill or fence processes of the same and of other instances:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from .docs_text import blocks_in
+
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 RECOVERED = {"run-crashed-mid-way": "PROCESSING", "run-never-started": "PENDING"}
@@ -46,10 +48,15 @@ pytestmark = [
 
 
 def quick_start_lines(readme: str) -> tuple[str, str]:
-    """The Quick start's two command lines: the demo's, then the tests'."""
+    """The Quick start's two command lines, each the one line of its marked block: the demo's,
+    then the tests'. The Quick start holds those two blocks and no other."""
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    demo, tests = (block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S))
-    assert demo.endswith("stuck-runs demo") and tests.endswith("python -m pytest"), section
+    assert sorted(blocks_in(section)) == ["quick-start-demo", "quick-start-tests"], section
+    assert len(re.findall(r"^```", section, re.M)) == 4, "the Quick start has two blocks only"
+    blocks = blocks_in(readme)
+    demo, tests = (blocks[name][1].strip() for name in ("quick-start-demo", "quick-start-tests"))
+    assert "\n" not in demo and demo.endswith("stuck-runs demo"), demo
+    assert "\n" not in tests and tests.endswith("python -m pytest"), tests
     return demo, tests
 
 

@@ -39,6 +39,7 @@ import pytest
 
 from .cluster import Cluster, free_port, system_postgres_available
 from .conftest import REQUIRE_ALL, create_database, drop_database
+from .docs_text import block, read
 from .helpers import PRISMA_DDL, open_conn, prisma_run, run_cli, with_dbname, with_query
 from .prisma_app import OFFLINE, app_dir, node_url
 
@@ -50,20 +51,12 @@ WRAPPED_BOUND = 5.0
 # Interpreter start-up, npm's own start-up and the shell, on a busy 2-core machine.
 SLACK = 4.0
 
-README = (REPO / "README.md").read_text()
-
-
-def readme_section(title: str) -> str:
-    start = README.index(f"## {title}")
-    return README[start : README.index("\n## ", start + 1)]
-
-
-WIRING = readme_section("Wiring it into your app's start-up")
-# The four forms exactly as the README prints them.
-PRESTART = json.loads(re.search(r"```json\n(.*?)```", WIRING, re.S).group(1))["scripts"]["prestart"]
-ENTRYPOINT = re.search(r"\*\*Docker entrypoint\*\*:\n\n```sh\n(.*?)```", WIRING, re.S).group(1)
-K8S_COMMAND = json.loads(re.search(r"command: (\[.*?\])", WIRING).group(1))
-EXEC_START_PRE = shlex.split(re.search(r"ExecStartPre=(.*)", WIRING).group(1))
+# The four forms exactly as the README prints them, each taken by its block's name.
+FORM_BLOCKS = ("startup-npm", "startup-docker", "startup-kubernetes", "startup-systemd")
+PRESTART = json.loads(block("startup-npm"))["scripts"]["prestart"]
+ENTRYPOINT = block("startup-docker")
+K8S_COMMAND = json.loads(re.search(r"command: (\[.*?\])", block("startup-kubernetes")).group(1))
+EXEC_START_PRE = shlex.split(re.search(r"ExecStartPre=(.*)", block("startup-systemd")).group(1))
 
 
 @pytest.fixture(scope="module")
@@ -325,13 +318,13 @@ def test_the_forms_are_the_readmes_and_name_no_threshold():
     assert "stuck-runs start" in ENTRYPOINT and "set -e" in ENTRYPOINT
     assert K8S_COMMAND == ["sh", "-c", "stuck-runs start"]
     assert EXEC_START_PRE[1:] == ["start"]
-    prisma = readme_section("With Prisma")
-    for text in (WIRING, prisma):
-        for block in re.findall(r"```.*?```", text, re.S):
-            assert not re.search(r"\d+\s*(minute|hour|min\b)", block), block
+    for name in FORM_BLOCKS:
+        assert not re.search(r"\d+\s*(minute|hour|min\b)", block(name)), block(name)
+    for code in re.findall(r"```.*?```", read("docs/prisma.md"), re.S):
+        assert not re.search(r"\d+\s*(minute|hour|min\b)", code), code
 
 
-# The fifth form: the README's instrumentation.ts (section "With Prisma"), read from README.md
+# The fifth form: the instrumentation.ts of docs/prisma.md, read from it
 # at test time, in the app of tests/prisma_app.py with the real Prisma 7 client, called the way
 # `next start` calls it: the app's .env files loaded first (Next.js loads them itself, with its
 # own loader, @next/env, which tests/prisma/run-snippet.ts uses), NODE_ENV=production,
