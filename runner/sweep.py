@@ -10,7 +10,6 @@ statement timeout or a failing COMMIT cut is never shown as recovered.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import sys
 import tempfile
@@ -59,7 +58,8 @@ _CHECKS = """
 SELECT pg_catalog.pg_is_in_recovery() AS standby,
        %(older_than)s::interval OPERATOR(pg_catalog.<=) '0'::interval AS not_positive,
        pg_catalog.now() OPERATOR(pg_catalog.-) %(older_than)s::interval AS cutoff,
-       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports
+       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports,
+       pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS lost_known
 """
 # Which option a value the server rejected came from, by the parameter its message names.
 _PARAMETER_OPTIONS = {
@@ -157,23 +157,38 @@ def open_connection(
 # decides it (_stuck_runs_lost(), which drain_stuck_runs() fails on too). While
 # one exists the command fails; an entry whose table is gone for good only warns
 # (`unadopt --table NAME` removes it).
-_LOST = "SELECT l.table_name AS present FROM _stuck_runs_lost() AS l ORDER BY 1"
+_PROBLEMS = "SELECT problem FROM stuck_runs_coverage_problems(%s)"
+# Both reports in one round trip: the problems in the order the function
+# returns them, then the lost tables that still exist, sorted, as text.
+_PROBLEMS_AND_LOST = """
+SELECT ARRAY(SELECT p.problem FROM stuck_runs_coverage_problems(%s) AS p) AS problems,
+       ARRAY(SELECT l.table_name::text FROM _stuck_runs_lost() AS l
+             WHERE l.table_name IS NOT NULL ORDER BY l.table_name) AS lost
+"""
 
 
-def report_coverage(conn: psycopg.Connection, target: Target) -> list[str]:
+def report_coverage(
+    conn: psycopg.Connection, target: Target, *, lost_known: bool | None = None
+) -> list[str]:
     """One warning line per registered table that is gone or misfit, or uncovered runs table.
 
     Returns the registered tables that recovery no longer covers and that still
     exist, as regclass prints them: the caller fails on them (lost_coverage()).
+    `lost_known` says whether the install has _stuck_runs_lost() (None: ask it),
+    so that a caller that already asked spends one round trip here, not three.
     """
-    for row in conn.execute(
-        "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
-    ):
-        warn(row["problem"])
-    known = "SELECT pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS known"
-    if not conn.execute(known).fetchone()["known"]:
-        return []  # an install older than 0005: `stuck-runs migrate` brings it
-    return [row["present"] for row in conn.execute(_LOST) if row["present"] is not None]
+    if lost_known is None:
+        known = "SELECT pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS known"
+        lost_known = bool(conn.execute(known).fetchone()["known"])
+    if not lost_known:  # an install older than 0005: `stuck-runs migrate` brings it
+        for row in conn.execute(_PROBLEMS, (target.app_schema,)):
+            warn(row["problem"])
+        return []
+    both = conn.execute(_PROBLEMS_AND_LOST, (target.app_schema,)).fetchone()
+    assert both is not None  # one row, always
+    for problem in both["problems"]:
+        warn(problem)
+    return list(both["lost"])
 
 
 def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
@@ -184,6 +199,8 @@ def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
     """
     if not tables:
         return None
+    import shlex  # only a failure needs it
+
     line = shlex.join(["stuck-runs", command, "--adopt", tables[0]])
     if len(tables) == 1:
         return (
@@ -202,26 +219,28 @@ def _show_active(conn: psycopg.Connection, bound: float) -> None:
 
     Listing reads every active run (the view sorts them by idle time): with a
     backlog of millions it would use up the statement timeout before the first
-    batch. So it has a bound of its own, in a savepoint; past it the runner
-    says so and recovers.
+    batch. So it has a bound of its own; past it the runner says so and
+    recovers. It must be the last statement of its transaction, which only
+    reads: a listing cut by its bound ends that transaction (a rollback, with
+    nothing to undo) instead of costing a savepoint's two round trips on every
+    start-up.
     """
+    conn.execute(
+        "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
+        (f"{max(1, int(bound * 1000))}ms",),
+    )
     try:
-        with conn.transaction():
-            conn.execute(
-                "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
-                (f"{max(1, int(bound * 1000))}ms",),
-            )
-            rows = conn.execute(
-                "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-                "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
-                (ACTIVE_LINES_SHOWN,),
-            ).fetchall()
+        rows = conn.execute(
+            "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
+            "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
+            (ACTIVE_LINES_SHOWN,),
+        ).fetchall()
     except psycopg.errors.QueryCanceled:
         note(
             f"Listing the active runs takes longer than {bound:g} s (a big backlog, or a "
             "locked table): recovering without the list"
         )
-        return
+        raise psycopg.Rollback() from None  # the enclosing transaction, which only read
     active = rows[0]["active"] if rows else 0
     note(f"Found {active} active run(s) in database" + (":" if rows else ""))
     for row in rows:
@@ -291,7 +310,7 @@ def recover_into(
                     "run recovery against the primary"
                 )
             if checks["reports"]:
-                outcome.lost = report_coverage(conn, target)
+                outcome.lost = report_coverage(conn, target, lost_known=checks["lost_known"])
             if not request.as_json:
                 _show_active(conn, min(LIST_SECONDS, request.statement_timeout / 3))
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
