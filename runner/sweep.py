@@ -13,7 +13,8 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -42,6 +43,11 @@ LIST_SECONDS = 5.0
 LEAST_BATCH_SECONDS = 0.2
 # Rows fetched per round trip from a batch's cursor.
 _FETCH_ROWS = 2000
+# libpq 17 reads a result in chunks (psycopg 3.2's stream(size=)): a batch's
+# rows then come over from the call itself, _FETCH_ROWS at a time, without a
+# server-side cursor's DECLARE, describe, FETCH and CLOSE (three round trips of
+# every start-up). Older libpq: a named cursor, fetched _FETCH_ROWS at a time.
+CHUNKED = bool(getattr(psycopg, "capabilities", None)) and psycopg.capabilities.has_stream_chunked()
 # Rows of one batch kept in memory before the spool moves to a temporary file.
 _SPOOL_BYTES = 4 * 1024 * 1024
 # `recover`'s transactions hold at most this many runs unless --batch-size says
@@ -408,13 +414,9 @@ def _one_batch(
             with (
                 pinned(conn, target, timeout),
                 option_values(_PARAMETER_OPTIONS),
-                conn.cursor(name="stuck_runs_recovered") as cur,
+                _batch_rows(conn, _recover_call(request.older_than, start=start), call) as rows,
             ):
-                # A batch's rows come over in a few round trips, not one per
-                # 100 rows (psycopg's default): a backlog is many batches.
-                cur.itersize = _FETCH_ROWS
-                cur.execute(_recover_call(request.older_than, start=start), call)
-                for row in cur:
+                for row in rows:
                     taken += 1
                     requeued += row["action"] == "requeued"
                     line = output.json_line(row) if request.as_json else output.recovered_line(row)
@@ -435,6 +437,27 @@ def _one_batch(
                 note(f"{'Would recover' if request.dry_run else 'Recovering'} stuck run(s):")
             _write_out(spool)
     return taken
+
+
+@contextmanager
+def _batch_rows(conn: psycopg.Connection, query: str, params: dict) -> Iterator[Iterator[dict]]:
+    """A batch's rows, _FETCH_ROWS per round trip, never all of them in memory at once.
+
+    A batch's rows come over in a few round trips, not one per row or per 100
+    rows (psycopg's defaults): a backlog is many batches.
+    """
+    if not CHUNKED:
+        with conn.cursor(name="stuck_runs_recovered") as cur:
+            cur.itersize = _FETCH_ROWS
+            cur.execute(query, params)
+            yield cur  # type: ignore[misc]
+        return
+    with conn.cursor() as cur:
+        rows = cur.stream(query, params, size=_FETCH_ROWS)
+        try:
+            yield rows  # type: ignore[misc]
+        finally:
+            rows.close()  # a batch cut short: the rest is discarded before the transaction ends
 
 
 def _write_out(spool: IO[str]) -> None:
