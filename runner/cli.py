@@ -40,7 +40,8 @@ COMMANDS = {
 # The group's options that take a value, also accepted after the command.
 _GLOBAL_OPTIONS = ("--database-url", "--direct-url", "--schema")
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
-_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+# A pattern, compiled (and cached by re) only when a .env is there to read.
+_DOTENV_LINE = r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$"
 
 
 def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
@@ -59,7 +60,7 @@ def read_dotenv(path: Path = Path(".env")) -> dict[str, str]:
         return {}
     values: dict[str, str] = {}
     for line in text.splitlines():
-        match = _DOTENV_LINE.match(line)
+        match = re.match(_DOTENV_LINE, line)
         if not match or line.lstrip().startswith("#"):
             continue
         key, raw = match.groups()

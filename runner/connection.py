@@ -44,11 +44,13 @@ MIGRATION_TABLE = "_yoyo_migration"
 # recover_stuck_runs of its own, and 0.1 put stuck-runs in the app's schema).
 INSTALL_MARKERS = [MIGRATION_TABLE, "stuck_runs_settings"]
 _LIBPQ_KEYWORDS = frozenset(c.keyword.decode() for c in pq.Conninfo.get_defaults())
+# Patterns, not compiled ones: re compiles (and caches) them at first use, so a
+# start-up that redacts nothing does not pay for compiling them.
 # user:password@ up to the last `@` of the line: an unencoded `@` or space in
 # the password must not leave its tail behind.
-_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:).*@")
-_URL_USERINFO = re.compile(r"^[a-z]+://[^:/@\s]*:(.*)@", re.I | re.S)
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.I)
+_URL_CREDENTIALS = r"(://[^:/@\s]*:).*@"
+_URL_USERINFO = r"(?is)^[a-z]+://[^:/@\s]*:(.*)@"
+_KV_PASSWORD = r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)"
 _TRUE = {"true", "1", "yes", "on"}
 
 
@@ -86,7 +88,7 @@ class Target:
 
 
 def _redact(text: str) -> str:
-    return _KV_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
+    return re.sub(_KV_PASSWORD, r"\1***", re.sub(_URL_CREDENTIALS, r"\1***@", text))
 
 
 def _hide(text: str, secrets: tuple[str, ...]) -> str:
@@ -103,7 +105,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
     after the first `@`). Everything between `user:` and the last `@` is
     taken as secret, and so is each piece of it between `@`s and spaces.
     """
-    match = _URL_USERINFO.match(url.strip())
+    match = re.match(_URL_USERINFO, url.strip())
     if not match:
         return ()
     secret = match.group(1)

@@ -24,7 +24,6 @@ from .context import (
     run,
     timeout_options,
 )
-from .registry import resolve
 from .sweep import (
     DEFAULT_BATCH_SIZE,
     Outcome,
@@ -34,6 +33,12 @@ from .sweep import (
     open_connection,
     recover_into,
     report_coverage,
+)
+
+# Which of the coverage reports this install has (older installs lack one or both).
+_REPORTS = (
+    "SELECT pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports,"
+    " pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS lost_known"
 )
 
 
@@ -174,10 +179,9 @@ def list_runs(
             print_notices(conn)
             with pinned(conn, target, statement_timeout):
                 target = locate(conn, target, settings)
-                if conn.execute(
-                    "SELECT pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS r"
-                ).fetchone()["r"]:
-                    lost[:] = report_coverage(conn, target)
+                known = conn.execute(_REPORTS).fetchone()
+                if known["reports"]:
+                    lost[:] = report_coverage(conn, target, lost_known=known["lost_known"])
                 count = 0
                 with conn.cursor(name="stuck_runs_active") as cur:
                     cur.execute("SELECT * FROM active_runs ORDER BY idle DESC, table_name, run_id")
@@ -263,6 +267,8 @@ def resume(
     \b
     Example: stuck-runs resume cmgz47wkm0005on6t8hxo4b9a
     """
+
+    from .registry import resolve  # only --table needs it: recover never pays for it
 
     def work(target: Target) -> tuple[list[str], Target]:
         refused: list[str] = []

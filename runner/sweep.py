@@ -10,11 +10,11 @@ statement timeout or a failing COMMIT cut is never shown as recovered.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -43,6 +43,11 @@ LIST_SECONDS = 5.0
 LEAST_BATCH_SECONDS = 0.2
 # Rows fetched per round trip from a batch's cursor.
 _FETCH_ROWS = 2000
+# libpq 17 reads a result in chunks (psycopg 3.2's stream(size=)): a batch's
+# rows then come over from the call itself, _FETCH_ROWS at a time, without a
+# server-side cursor's DECLARE, describe, FETCH and CLOSE (three round trips of
+# every start-up). Older libpq: a named cursor, fetched _FETCH_ROWS at a time.
+CHUNKED = bool(getattr(psycopg, "capabilities", None)) and psycopg.capabilities.has_stream_chunked()
 # Rows of one batch kept in memory before the spool moves to a temporary file.
 _SPOOL_BYTES = 4 * 1024 * 1024
 # `recover`'s transactions hold at most this many runs unless --batch-size says
@@ -59,7 +64,8 @@ _CHECKS = """
 SELECT pg_catalog.pg_is_in_recovery() AS standby,
        %(older_than)s::interval OPERATOR(pg_catalog.<=) '0'::interval AS not_positive,
        pg_catalog.now() OPERATOR(pg_catalog.-) %(older_than)s::interval AS cutoff,
-       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports
+       pg_catalog.to_regproc('stuck_runs_coverage_problems') IS NOT NULL AS reports,
+       pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS lost_known
 """
 # Which option a value the server rejected came from, by the parameter its message names.
 _PARAMETER_OPTIONS = {
@@ -157,23 +163,38 @@ def open_connection(
 # decides it (_stuck_runs_lost(), which drain_stuck_runs() fails on too). While
 # one exists the command fails; an entry whose table is gone for good only warns
 # (`unadopt --table NAME` removes it).
-_LOST = "SELECT l.table_name AS present FROM _stuck_runs_lost() AS l ORDER BY 1"
+_PROBLEMS = "SELECT problem FROM stuck_runs_coverage_problems(%s)"
+# Both reports in one round trip: the problems in the order the function
+# returns them, then the lost tables that still exist, sorted, as text.
+_PROBLEMS_AND_LOST = """
+SELECT ARRAY(SELECT p.problem FROM stuck_runs_coverage_problems(%s) AS p) AS problems,
+       ARRAY(SELECT l.table_name::text FROM _stuck_runs_lost() AS l
+             WHERE l.table_name IS NOT NULL ORDER BY l.table_name) AS lost
+"""
 
 
-def report_coverage(conn: psycopg.Connection, target: Target) -> list[str]:
+def report_coverage(
+    conn: psycopg.Connection, target: Target, *, lost_known: bool | None = None
+) -> list[str]:
     """One warning line per registered table that is gone or misfit, or uncovered runs table.
 
     Returns the registered tables that recovery no longer covers and that still
     exist, as regclass prints them: the caller fails on them (lost_coverage()).
+    `lost_known` says whether the install has _stuck_runs_lost() (None: ask it),
+    so that a caller that already asked spends one round trip here, not three.
     """
-    for row in conn.execute(
-        "SELECT problem FROM stuck_runs_coverage_problems(%s)", (target.app_schema,)
-    ):
-        warn(row["problem"])
-    known = "SELECT pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS known"
-    if not conn.execute(known).fetchone()["known"]:
-        return []  # an install older than 0005: `stuck-runs migrate` brings it
-    return [row["present"] for row in conn.execute(_LOST) if row["present"] is not None]
+    if lost_known is None:
+        known = "SELECT pg_catalog.to_regproc('_stuck_runs_lost') IS NOT NULL AS known"
+        lost_known = bool(conn.execute(known).fetchone()["known"])
+    if not lost_known:  # an install older than 0005: `stuck-runs migrate` brings it
+        for row in conn.execute(_PROBLEMS, (target.app_schema,)):
+            warn(row["problem"])
+        return []
+    both = conn.execute(_PROBLEMS_AND_LOST, (target.app_schema,)).fetchone()
+    assert both is not None  # one row, always
+    for problem in both["problems"]:
+        warn(problem)
+    return list(both["lost"])
 
 
 def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
@@ -184,6 +205,8 @@ def lost_coverage(tables: list[str], command: str = "migrate") -> str | None:
     """
     if not tables:
         return None
+    import shlex  # only a failure needs it
+
     line = shlex.join(["stuck-runs", command, "--adopt", tables[0]])
     if len(tables) == 1:
         return (
@@ -202,26 +225,28 @@ def _show_active(conn: psycopg.Connection, bound: float) -> None:
 
     Listing reads every active run (the view sorts them by idle time): with a
     backlog of millions it would use up the statement timeout before the first
-    batch. So it has a bound of its own, in a savepoint; past it the runner
-    says so and recovers.
+    batch. So it has a bound of its own; past it the runner says so and
+    recovers. It must be the last statement of its transaction, which only
+    reads: a listing cut by its bound ends that transaction (a rollback, with
+    nothing to undo) instead of costing a savepoint's two round trips on every
+    start-up.
     """
+    conn.execute(
+        "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
+        (f"{max(1, int(bound * 1000))}ms",),
+    )
     try:
-        with conn.transaction():
-            conn.execute(
-                "SELECT pg_catalog.set_config('statement_timeout', %s, true)",
-                (f"{max(1, int(bound * 1000))}ms",),
-            )
-            rows = conn.execute(
-                "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
-                "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
-                (ACTIVE_LINES_SHOWN,),
-            ).fetchall()
+        rows = conn.execute(
+            "SELECT a.*, count(*) OVER () AS active FROM active_runs AS a "
+            "ORDER BY a.idle DESC, a.table_name, a.run_id LIMIT %s",
+            (ACTIVE_LINES_SHOWN,),
+        ).fetchall()
     except psycopg.errors.QueryCanceled:
         note(
             f"Listing the active runs takes longer than {bound:g} s (a big backlog, or a "
             "locked table): recovering without the list"
         )
-        return
+        raise psycopg.Rollback() from None  # the enclosing transaction, which only read
     active = rows[0]["active"] if rows else 0
     note(f"Found {active} active run(s) in database" + (":" if rows else ""))
     for row in rows:
@@ -291,7 +316,7 @@ def recover_into(
                     "run recovery against the primary"
                 )
             if checks["reports"]:
-                outcome.lost = report_coverage(conn, target)
+                outcome.lost = report_coverage(conn, target, lost_known=checks["lost_known"])
             if not request.as_json:
                 _show_active(conn, min(LIST_SECONDS, request.statement_timeout / 3))
         pin_transactions(conn, writes=True)  # no standby: every BEGIN from here on says so
@@ -389,13 +414,9 @@ def _one_batch(
             with (
                 pinned(conn, target, timeout),
                 option_values(_PARAMETER_OPTIONS),
-                conn.cursor(name="stuck_runs_recovered") as cur,
+                _batch_rows(conn, _recover_call(request.older_than, start=start), call) as rows,
             ):
-                # A batch's rows come over in a few round trips, not one per
-                # 100 rows (psycopg's default): a backlog is many batches.
-                cur.itersize = _FETCH_ROWS
-                cur.execute(_recover_call(request.older_than, start=start), call)
-                for row in cur:
+                for row in rows:
                     taken += 1
                     requeued += row["action"] == "requeued"
                     line = output.json_line(row) if request.as_json else output.recovered_line(row)
@@ -416,6 +437,27 @@ def _one_batch(
                 note(f"{'Would recover' if request.dry_run else 'Recovering'} stuck run(s):")
             _write_out(spool)
     return taken
+
+
+@contextmanager
+def _batch_rows(conn: psycopg.Connection, query: str, params: dict) -> Iterator[Iterator[dict]]:
+    """A batch's rows, _FETCH_ROWS per round trip, never all of them in memory at once.
+
+    A batch's rows come over in a few round trips, not one per row or per 100
+    rows (psycopg's defaults): a backlog is many batches.
+    """
+    if not CHUNKED:
+        with conn.cursor(name="stuck_runs_recovered") as cur:
+            cur.itersize = _FETCH_ROWS
+            cur.execute(query, params)
+            yield cur  # type: ignore[misc]
+        return
+    with conn.cursor() as cur:
+        rows = cur.stream(query, params, size=_FETCH_ROWS)
+        try:
+            yield rows  # type: ignore[misc]
+        finally:
+            rows.close()  # a batch cut short: the rest is discarded before the transaction ends
 
 
 def _write_out(spool: IO[str]) -> None:
