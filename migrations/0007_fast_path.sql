@@ -422,8 +422,7 @@ AS $$
     -- (_stuck_runs_sweep_sql): $1 the cutoff, $5 the owners' lives, which the
     -- function reads into its own parameters lives and dead.
     SELECT $fn$CREATE OR REPLACE FUNCTION %1$s._stuck_runs_quiet(
-    cutoff timestamptz, unused_limit integer, unused_attempts integer, unused_older_than interval,
-    lives text, dead boolean) RETURNS integer
+    cutoff timestamptz, integer, integer, interval, lives text, dead boolean) RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $quiet$
 DECLARE
@@ -445,7 +444,7 @@ AS $$
 DECLARE
     schema    text := _stuck_runs_schema();
     registry  text := (SELECT pg_catalog.format(
-                  $check$coalesce((SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) %s AND pg_catalog.bool_and(s.xmin::text IN (%s))
+                  $check$coalesce((SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) %s AND coalesce(pg_catalog.bool_and(s.xmin::text IN (%s)), true)
                          FROM %s.stuck_runs_tables AS s), false)$check$,
                   pg_catalog.count(*), coalesce(pg_catalog.string_agg(pg_catalog.quote_literal(s.xmin::text), ', '), 'NULL'),
                   _stuck_runs_schema())
@@ -538,7 +537,8 @@ BEGIN
         RETURN 3;
     END IF;
     SELECT CASE WHEN NOT (%4$s
-                AND %5$s) THEN 3
+                AND %5$s
+                AND %10$s) THEN 3
                 WHEN v.silent THEN 5
                 ELSE 0 END,
            v.lives::text, v.dead
@@ -552,12 +552,19 @@ BEGIN
                 WHEN %9$s THEN 1
                 ELSE 0 END;$body$,
         'stuck_runs_lives'::regclass::pg_catalog.oid,
-        coalesce(pg_catalog.array_to_string(trusted, E'\n        AND '), 'true'),
-        coalesce(pg_catalog.array_to_string(adopters, E'\n        AND '), 'true'),
+        coalesce(NULLIF(pg_catalog.array_to_string(trusted, E'\n        AND '), ''), 'true'),
+        coalesce(NULLIF(pg_catalog.array_to_string(adopters, E'\n        AND '), ''), 'true'),
         registry, coalesce(tables, 'true'), _stuck_runs_lives_sql(),
-        coalesce(pg_catalog.array_to_string(types, E'\n                     AND '), 'true'),
-        coalesce(pg_catalog.array_to_string(recover, E'\n                                OR '), 'false'),
-        coalesce(pg_catalog.array_to_string(stuck, E'\n                     OR '), 'false')));
+        coalesce(NULLIF(pg_catalog.array_to_string(types, E'\n                     AND '), ''), 'true'),
+        coalesce(NULLIF(pg_catalog.array_to_string(recover, E'\n                                OR '), ''), 'false'),
+        coalesce(NULLIF(pg_catalog.array_to_string(stuck, E'\n                     OR '), ''), 'false'),
+        -- Only stuck-runs' own stuck_runs_label() may be reached by name
+        -- (_stuck_runs_label_ok): the legacy layout in public may have been
+        -- opened to other roles, and an exact-type overload would win.
+        pg_catalog.format($check$(SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 3 FROM pg_catalog.pg_proc AS p
+                     WHERE p.proname OPERATOR(pg_catalog.=) 'stuck_runs_label'
+                       AND p.pronamespace OPERATOR(pg_catalog.=) %s::pg_catalog.oid)$check$,
+                          schema::regnamespace::pg_catalog.oid)));
 END
 $$;
 COMMENT ON FUNCTION _stuck_runs_quiet_sql() IS
@@ -609,13 +616,15 @@ BEGIN
        OR NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('stuck_runs._stuck_runs_quiet')) THEN
         RETURN false;
     END IF;
-    statement := _stuck_runs_quiet_sql();
-    IF pg_catalog.strpos(statement, E'\nAS $quiet$' OPERATOR(pg_catalog.||)
-                                    (SELECT p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.oid OPERATOR(pg_catalog.=) quiet)
-                                    OPERATOR(pg_catalog.||) '$quiet$') OPERATOR(pg_catalog.>) 0 THEN
-        RETURN true;  -- already what the registry and the tables call for
-    END IF;
     BEGIN
+        -- Building it fails where recovery itself would (a planted
+        -- stuck_runs_label(), a table the adopter may no longer read).
+        statement := _stuck_runs_quiet_sql();
+        IF pg_catalog.strpos(statement, E'\nAS $quiet$' OPERATOR(pg_catalog.||)
+                                        (SELECT p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.oid OPERATOR(pg_catalog.=) quiet)
+                                        OPERATOR(pg_catalog.||) '$quiet$') OPERATOR(pg_catalog.>) 0 THEN
+            RETURN true;  -- already what the registry and the tables call for
+        END IF;
         EXECUTE statement;
         IF quiet IS NULL THEN
             PERFORM _stuck_runs_copy_execute(pg_catalog.to_regprocedure(signature));

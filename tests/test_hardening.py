@@ -38,6 +38,12 @@ def test_every_function_pins_search_path_with_pg_temp_last(conn):
         if name in INDEX_FUNCTIONS:
             assert config is None, name
             continue
+        if name.startswith("_stuck_runs_quiet("):
+            # Generated with every name qualified, called only from
+            # recover_stuck_runs() under its pinned path: a SET clause of its
+            # own would cost the no-op sweep a second switch of search_path.
+            assert config is None, name
+            continue
         paths = [c for c in (config or []) if c.startswith("search_path=")]
         assert paths, f"{name} does not pin search_path"
         parts = [p.strip() for p in paths[0].split("=", 1)[1].split(",")]

@@ -589,7 +589,7 @@ def test_upgrade_from_0005_keeps_unowned_runs_and_grants_exactly(empty_db_url):
         stuck = insert_run(conn, "PROCESSING", idle="2 hours", run_id="stuck")
         insert_run(conn, "PROCESSING", idle="1 minute", run_id="young")
     try:
-        assert migrate(empty_db_url) == ["0006_owners"]
+        assert migrate(empty_db_url) == ["0006_owners", "0007_fast_path"]
         with as_role(empty_db_url, role) as app:
             rows = app.execute(
                 "SELECT run_id, status, action, reason FROM recover_stuck_runs('30 minutes')"

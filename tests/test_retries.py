@@ -168,6 +168,7 @@ def test_upgrade_from_0001_keeps_data(empty_db_url):
         "0004_owners_code",
         "0005_with_the_app",
         "0006_owners",
+        "0007_fast_path",
     ]
     with open_conn(empty_db_url) as c:
         after = c.execute(
