@@ -162,8 +162,14 @@ BEGIN
     IF state OPERATOR(pg_catalog.<>) 0 THEN
         RETURN state;
     END IF;
+    -- One statement per case: a statement starts every subquery it holds,
+    -- run or not.
+    IF dead THEN
+        RETURN CASE WHEN NOT (%7$s) THEN 3
+                    WHEN %8$s THEN 1
+                    ELSE 0 END;
+    END IF;
     RETURN CASE WHEN NOT (%7$s) THEN 3
-                WHEN dead THEN CASE WHEN %8$s THEN 1 ELSE 0 END
                 WHEN %9$s THEN 1
                 ELSE 0 END;$body$,
         'stuck_runs_lives'::regclass::pg_catalog.oid,
