@@ -87,6 +87,32 @@ def test_peers_benchmark_quick_prints_a_row_for_ours_and_every_peer(server_url: 
     assert server_url not in out
 
 
+def test_parts_benchmark_quick_prints_every_part(server_url: str) -> None:
+    """tests/perf/bench_parts.py --quick: each part of a no-op and of a bulk runs (each bulk
+    part is checked inside the benchmark to change exactly the stuck rows) and is printed
+    against its bare statement. No timing is judged."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.perf.bench_parts", "--quick", "--database-url", server_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    for part in (
+        "whole call: SELECT * FROM recover_stuck_runs('5 minutes')",
+        "the generated fast path alone (_stuck_runs_quiet)",
+        "the bare index probe of the built-in table",
+        "bare UPDATE ... RETURNING",
+        "our sweep statement without the audit",
+        "the audit rows alone",
+        "whole call: recover_stuck_runs('5 minutes')",
+    ):
+        assert sum(line.startswith(f"| {part}") for line in out.splitlines()) == 1, part
+    assert "- Machine:" in out and server_url not in out
+
+
 def test_owners_benchmark_tiny_kills_are_recovered_and_nothing_live_is(
     server_url: str, tmp_path: Path
 ) -> None:
