@@ -244,3 +244,55 @@ def test_the_audit_stamp_holds_whether_or_not_the_writer_sets_it(conn, forged):
             "SELECT recovered_by = current_user, recovered_at = now() FROM run_recoveries"
             " WHERE run_id = 'r'"
         ).fetchone() == (True, True)
+
+
+@pytest.mark.parametrize("change", ["rename", "drop"])
+def test_a_mapped_column_the_answer_does_not_read_is_still_reported(conn, change):
+    """Not only the columns a probe reads: any mapped column gone is said by a no-op call."""
+    adopt_jobs(conn)
+    conn.execute(
+        "ALTER TABLE jobs RENAME COLUMN completed_at TO finished_at"
+        if change == "rename"
+        else "ALTER TABLE jobs DROP COLUMN error"
+    )
+    warnings: list[str] = []
+    conn.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+    assert conn.execute(RECOVER).fetchall() == []
+    assert any("jobs" in w for w in warnings), warnings
+    # A new session, whose first plans are made after the change, says it too.
+    with open_conn(conn.info.dsn) as fresh:
+        fresh.execute("SET search_path = public, stuck_runs")
+        seen: list[str] = []
+        fresh.add_notice_handler(lambda d: seen.append(d.message_primary or ""))
+        assert fresh.execute(RECOVER).fetchall() == []
+        assert any("jobs" in w for w in seen), seen
+
+
+def test_an_enum_value_renamed_and_added_back_is_seen_by_a_session_that_planned_before(conn):
+    conn.execute("CREATE TYPE job_state AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')")
+    conn.execute(JOBS.replace("status text", "status job_state"))
+    conn.execute("SELECT adopt_runs_table('jobs')")
+    assert conn.execute(RECOVER).fetchall() == []  # this session's plans are made now
+    conn.execute("ALTER TYPE job_state RENAME VALUE 'PROCESSING' TO 'PROCESSING_OLD'")
+    conn.execute("ALTER TYPE job_state ADD VALUE 'PROCESSING'")
+    job(conn, "job-stuck")
+    assert quiet_state(conn) != 0
+    assert conn.execute(RECOVER).fetchall() == [("public.jobs", "job-stuck")]
+
+
+def test_no_name_in_a_table_can_end_the_generated_body(conn):
+    """The body is one literal: a table named to close a dollar quote stays a name."""
+    name = "j$quiet$;ALTER ROLE CURRENT_USER NOSUPERUSER;SELECT $quiet$"
+    conn.execute(JOBS.replace("jobs", f'"{name}"'))
+    conn.execute("SET check_function_bodies = off")
+    conn.execute("SELECT adopt_runs_table(%s::regclass)", (f'"{name}"',))
+    assert conn.execute("SELECT _stuck_runs_refresh_quiet()").fetchone() == (True,)
+    assert conn.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone() == (True,)
+    conn.execute(
+        f'INSERT INTO "{name}" (id, status, updated_at)'
+        " VALUES ('odd-stuck', 'PROCESSING', now() - interval '1 hour')"
+    )
+    assert quiet_state(conn) == 1
+    assert [r for _, r in conn.execute(RECOVER).fetchall()] == ["odd-stuck"]
