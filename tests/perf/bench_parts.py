@@ -24,6 +24,7 @@ No file name starts with test_: tests/test_bench_smoke.py runs the --quick form.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -109,19 +110,26 @@ def bulk_parts(
 ) -> list[tuple[str, float]]:
     sweep = statement(conn, "_stuck_runs_sweep_ctes") + "\n        SELECT count(*) FROM kept"
     direct = statement(conn, "_stuck_runs_sweep_direct_sql")
-    # Parameters as the general path binds them: $1 cutoff, $2 no limit, $3 no
-    # requeue, $4 the threshold, $5 no owners' lives.
-    signature = "(timestamptz, integer, integer, interval, text)"
-    arguments = f"({CUTOFF}, NULL, NULL, '5 minutes', '{{}}')"
-    conn.execute(f"PREPARE sweep_only {signature} AS {sweep}")
-    conn.execute(f"PREPARE sweep_direct {signature} AS {direct}")
+    # Parameters as the general path binds them, written in: $1 cutoff, $2 no
+    # limit, $3 no requeue, $4 the threshold, $5 no owners' lives. (A named
+    # prepared statement would not survive psycopg's DEALLOCATE ALL.)
+    values = {
+        "1": f"({CUTOFF})",
+        "2": "NULL::integer",
+        "3": "NULL::integer",
+        "4": "'5 minutes'::interval",
+        "5": "'{}'::text",
+    }
+    sweep, direct = (
+        re.sub(r"\$([1-5])(?![0-9])", lambda m: values[m.group(1)], sql) for sql in (sweep, direct)
+    )
     parts: dict[str, Callable[[], int]] = {
         "bare UPDATE ... RETURNING": lambda: len(conn.execute(BARE_UPDATE).fetchall()),
         "our sweep statement without the audit (lock, re-check, update)": lambda: conn.execute(
-            f"EXECUTE sweep_only {arguments}"
+            sweep
         ).fetchone()[0],  # type: ignore[index]
         "the same with its audit rows (_stuck_runs_sweep_direct_sql)": lambda: (
-            conn.execute(f"EXECUTE sweep_direct {arguments}").fetchone()
+            conn.execute(direct).fetchone()
             and conn.execute("SELECT count(*) FROM run_recoveries").fetchone()[0]  # type: ignore[index]
         ),
         "the audit rows alone (INSERT of as many rows)": lambda: (
