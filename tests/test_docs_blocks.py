@@ -71,9 +71,7 @@ def test_the_readme_follows_the_users_path() -> None:
     assert headings[: len(README_ORDER)] == README_ORDER, headings
 
 
-# docs/performance.md was moved as it was, the benchmark's own words included, and is being
-# rewritten: it joins this check then.
-WORDED_PAGES = [page for page in page_ids() if page != "docs/performance.md"]
+WORDED_PAGES = page_ids()
 
 
 @pytest.mark.parametrize("page", WORDED_PAGES)
