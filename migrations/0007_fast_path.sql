@@ -425,9 +425,12 @@ AS $$
     -- lives and dead. A migration that changes this signature or its names
     -- must drop the function first: CREATE OR REPLACE cannot, and the rebuild
     -- would fail (leaving the general path).
+    -- A table someone holds locked is for the general path to wait on (at
+    -- most 2 s, then a WARNING that names it): the fast path gives up at once.
     SELECT 'CREATE OR REPLACE FUNCTION %s._stuck_runs_quiet(
     cutoff timestamptz, integer, integer, interval, lives text, dead boolean) RETURNS integer
 LANGUAGE plpgsql STABLE
+SET lock_timeout = ''50ms''
 AS %L'
 $$;
 COMMENT ON FUNCTION _stuck_runs_quiet_function() IS

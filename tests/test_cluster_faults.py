@@ -142,7 +142,10 @@ def test_killed_server_mid_recovery_keeps_change_and_audit_together(cluster):
         while time.monotonic() < deadline:
             active = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stuck-runs'"
-                " AND state = 'active' AND query LIKE 'FETCH%'"
+                # A batch's rows stream from the call itself (libpq 17 chunks),
+                # or through a named cursor's FETCH where that is missing.
+                " AND state = 'active'"
+                " AND (query LIKE 'FETCH%' OR query LIKE '%recover_stuck_runs%')"
             ).fetchone()[0]
             if active:
                 break

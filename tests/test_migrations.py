@@ -31,7 +31,7 @@ LANDED = {
     "0004_owners_code.sql": "3abd74c4cd16d4bc4922648beb6be4427df923af748d4721f0700cdf9ff0313b",
     "0005_with_the_app.sql": "34b6002bc9c3edecb70ab41f7bee0986128e596fb29b43012e0f014c17d9bf93",
     "0006_owners.sql": "c94c9dc85bdfc0e8ce74d8b6508db5baef81e286019630bc688c5498d656e0da",
-    "0007_fast_path.sql": "9e09fbc51148ff6221624fe005395f4f34566f1a33cb12b1ffa28dbe288c1aa6",
+    "0007_fast_path.sql": "9bcbe239043d6fc619c2e3b551bffb6401a2e802d9e9510960db24c71241b55e",
 }
 
 
