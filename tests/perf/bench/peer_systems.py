@@ -83,7 +83,13 @@ class Peer:
         self.sql = sections(self.file_name)
 
     def setup(self, conn: psycopg.Connection) -> None:
-        conn.execute(self.sql["schema"])
+        # A value ALTER TYPE ... ADD VALUE adds may only be used once committed
+        # (PostgreSQL 15 enforces it within one multi-statement query): each
+        # such statement ends a piece of its own, as the peer's migrations do.
+        pieces = re.split(r"(ALTER TYPE [^;]* ADD VALUE [^;]*;)", self.sql["schema"])
+        for piece in pieces:
+            if piece.strip():
+                conn.execute(piece)
 
     def load(self, conn: psycopg.Connection, n: int) -> None:
         raise NotImplementedError
